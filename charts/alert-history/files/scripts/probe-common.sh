@@ -1,0 +1,26 @@
+# Sourced by the probes: finds the CLI of the image and authenticates as the pod-local probe user.
+# REDISCLI_AUTH (read by valkey-cli and redis-cli) keeps the password out of the process arguments.
+cli=$(command -v valkey-cli || command -v redis-cli) || {
+  echo "probe: neither valkey-cli nor redis-cli is in the image"
+  exit 1
+}
+REDISCLI_AUTH=$(cat "${RUN_DIR:-/run/valkey}/probe-password")
+export REDISCLI_AUTH
+
+probe_cli() {
+  "$cli" -h 127.0.0.1 -p "${VALKEY_PORT:-6379}" --user probe --no-auth-warning "$@"
+}
+
+# Ready = PING answers PONG (not LOADING, not an error) and INFO says loading:0.
+check_ready() {
+  reply=$(probe_cli ping 2>&1) || true
+  if [ "$reply" != "PONG" ]; then
+    echo "$1: PING replied: $reply"
+    exit 1
+  fi
+  loading=$(probe_cli info persistence 2>&1 | tr -d '\r' | sed -n 's/^loading://p')
+  if [ "$loading" != "0" ]; then
+    echo "$1: loading:$loading"
+    exit 1
+  fi
+}
