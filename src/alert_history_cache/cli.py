@@ -38,5 +38,10 @@ def render(values_files: tuple[str, ...], sets: tuple[str, ...], release: str, n
     click.echo(manifests.to_yaml(), nl=False)
 
 
+from .cli_drill import drill  # noqa: E402
+
+main.add_command(drill)
+
+
 if __name__ == "__main__":
     main()

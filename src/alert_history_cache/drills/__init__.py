@@ -1,0 +1,1 @@
+"""Drills: boot the local pod, break it the way production breaks, and measure what survives."""

@@ -1,0 +1,97 @@
+"""Sustained write load that records every acknowledged write, so a drill can count what a crash lost."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+
+@dataclass
+class Ack:
+    seq: int
+    key: str
+    acked_at: float
+
+
+@dataclass
+class WriteLoad:
+    """Writers SET `prefix:<writer>:<seq>` = seq until stopped; each success is an acknowledged write.
+
+    A write whose reply never arrived (connection died mid-command) is not acknowledged: the server may or
+    may not have it, and no client was told it was safe.
+    """
+
+    make_client: callable
+    prefix: str = "drill"
+    writers: int = 4
+    acks: list[Ack] = field(default_factory=list)
+    errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> "WriteLoad":
+        for w in range(self.writers):
+            t = threading.Thread(target=self._run, args=(w,), daemon=True, name=f"writer-{w}")
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def _run(self, writer: int) -> None:
+        client = None
+        seq = 0
+        while not self._stop.is_set():
+            try:
+                if client is None:
+                    client = self.make_client()
+                key = f"{self.prefix}:{writer}:{seq}"
+                client.set(key, seq)
+                now = time.monotonic()
+                with self._lock:
+                    self.acks.append(Ack(seq, key, now))
+                seq += 1
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError):
+                # The server is down, loading or restarting: retry on a fresh connection.
+                with self._lock:
+                    self.errors += 1
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception:
+                        pass
+                client = None
+                seq += 1  # the unacknowledged key is never reused
+                self._stop.wait(0.05)
+        if client is not None:
+            client.close()
+
+    def wait_for_acks(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acks) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(self.acks)} of {count} writes acknowledged in {timeout}s")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def snapshot(self, until: float | None = None) -> list[Ack]:
+        """Acks recorded up to `until` (monotonic), all by default."""
+        with self._lock:
+            acks = list(self.acks)
+        return acks if until is None else [a for a in acks if a.acked_at <= until]
+
+
+def lost_writes(client: redis.Redis, acks: list[Ack], batch: int = 1000) -> list[Ack]:
+    """Acknowledged writes that are missing after a restart."""
+    lost: list[Ack] = []
+    for i in range(0, len(acks), batch):
+        chunk = acks[i : i + batch]
+        values = client.mget([a.key for a in chunk])
+        lost.extend(a for a, v in zip(chunk, values) if v is None)
+    return lost
