@@ -106,88 +106,112 @@ def _query(direction: str, peer: dict, port: int, protocol: str = "TCP") -> dict
     }
 
 
-# (id, values, direction, peer, port, protocol, permitted)
+REPLICATION = {"extraEgress": [REPLICATION_EGRESS], "extraIngress": [{"podSelector": CACHE_PODS["podSelector"]}]}
+VALUE_SETS = {
+    "defaults": _values(),
+    "extra-ingress": _values(extraIngress=[BATCH_REPORTER]),
+    "dns-narrowed": _values(dnsTo=[COREDNS]),
+    "replication-egress-only": _values(extraEgress=[REPLICATION_EGRESS]),
+    "replication": _values(**REPLICATION),
+    "no-exporter": {"fullnameOverride": "alerthistory", "monitoring": {"prometheusEnabled": False},
+                    "valkey": {"networkPolicy": {"enabled": True}, "exporter": {"enabled": False}}},
+    # Negative control: without the policy the forbidden connections are open, so the proofs can fail.
+    "disabled": _values(enabled=False),
+}
+
+# (id, value set, direction, peer, port, protocol, permitted)
 CASES = [
-    ("app-same-ns-to-6379", _values(), "ingress", SAME_NS_APP, 6379, "TCP", True),
-    ("app-same-ns-to-9121", _values(), "ingress", SAME_NS_APP, 9121, "TCP", False),
-    ("unlabelled-same-ns-to-6379", _values(), "ingress", SAME_NS_PLAIN, 6379, "TCP", False),
-    ("app-other-ns-to-6379", _values(), "ingress", OTHER_NS_APP, 6379, "TCP", False),
-    ("prometheus-to-9121", _values(), "ingress", PROMETHEUS, 9121, "TCP", True),
-    ("prometheus-to-6379", _values(), "ingress", PROMETHEUS, 6379, "TCP", False),
-    ("grafana-in-monitoring-to-9121", _values(), "ingress", GRAFANA, 9121, "TCP", False),
-    ("prometheus-label-other-ns-to-9121", _values(), "ingress", OTHER_NS_PROMETHEUS, 9121, "TCP", False),
-    ("prometheus-label-release-ns-to-9121", _values(), "ingress", SAME_NS_FAKE_PROMETHEUS, 9121, "TCP", False),
-    ("outside-ip-to-6379", _values(), "ingress", OUTSIDE_IP, 6379, "TCP", False),
-    ("dns-udp-to-coredns", _values(), "egress", COREDNS, 53, "UDP", True),
-    ("dns-tcp-to-coredns", _values(), "egress", COREDNS, 53, "TCP", True),
-    ("egress-to-outside-ip-443", _values(), "egress", OUTSIDE_IP, 443, "TCP", False),
-    ("egress-to-app-pod", _values(), "egress", SAME_NS_APP, 8080, "TCP", False),
-    ("egress-to-prometheus", _values(), "egress", PROMETHEUS, 9090, "TCP", False),
+    ("app-same-ns-to-6379", "defaults", "ingress", SAME_NS_APP, 6379, "TCP", True),
+    ("app-same-ns-to-9121", "defaults", "ingress", SAME_NS_APP, 9121, "TCP", False),
+    ("unlabelled-same-ns-to-6379", "defaults", "ingress", SAME_NS_PLAIN, 6379, "TCP", False),
+    ("app-other-ns-to-6379", "defaults", "ingress", OTHER_NS_APP, 6379, "TCP", False),
+    ("prometheus-to-9121", "defaults", "ingress", PROMETHEUS, 9121, "TCP", True),
+    ("prometheus-to-6379", "defaults", "ingress", PROMETHEUS, 6379, "TCP", False),
+    ("grafana-in-monitoring-to-9121", "defaults", "ingress", GRAFANA, 9121, "TCP", False),
+    ("prometheus-label-other-ns-to-9121", "defaults", "ingress", OTHER_NS_PROMETHEUS, 9121, "TCP", False),
+    ("prometheus-label-release-ns-to-9121", "defaults", "ingress", SAME_NS_FAKE_PROMETHEUS, 9121, "TCP", False),
+    ("outside-ip-to-6379", "defaults", "ingress", OUTSIDE_IP, 6379, "TCP", False),
+    ("batch-to-6379", "defaults", "ingress", BATCH_REPORTER, 6379, "TCP", False),
+    ("dns-udp-to-coredns", "defaults", "egress", COREDNS, 53, "UDP", True),
+    ("dns-tcp-to-coredns", "defaults", "egress", COREDNS, 53, "TCP", True),
+    ("dns-to-outside-resolver", "defaults", "egress", OUTSIDE_IP, 53, "UDP", True),
+    ("egress-to-outside-ip-443", "defaults", "egress", OUTSIDE_IP, 443, "TCP", False),
+    ("egress-to-app-pod", "defaults", "egress", SAME_NS_APP, 8080, "TCP", False),
+    ("egress-to-prometheus", "defaults", "egress", PROMETHEUS, 9090, "TCP", False),
+    ("egress-to-cache-pods", "defaults", "egress", CACHE_PODS, 6379, "TCP", False),
     # extraIngress admits the batch namespace on the client port only.
-    ("extra-ingress-to-6379", _values(extraIngress=[BATCH_REPORTER]), "ingress", BATCH_REPORTER, 6379, "TCP", True),
-    ("extra-ingress-to-9121", _values(extraIngress=[BATCH_REPORTER]), "ingress", BATCH_REPORTER, 9121, "TCP", False),
-    ("no-extra-ingress-to-6379", _values(), "ingress", BATCH_REPORTER, 6379, "TCP", False),
+    ("extra-ingress-batch-to-6379", "extra-ingress", "ingress", BATCH_REPORTER, 6379, "TCP", True),
+    ("extra-ingress-batch-to-9121", "extra-ingress", "ingress", BATCH_REPORTER, 9121, "TCP", False),
+    ("extra-ingress-other-ns-app-to-6379", "extra-ingress", "ingress", OTHER_NS_APP, 6379, "TCP", False),
+    # dnsTo narrows DNS to the cluster DNS pods: an outside resolver is then refused.
+    ("dns-narrowed-to-coredns", "dns-narrowed", "egress", COREDNS, 53, "UDP", True),
+    ("dns-narrowed-to-outside-resolver", "dns-narrowed", "egress", OUTSIDE_IP, 53, "UDP", False),
     # Replication between cache pods (later) needs both directions: extraEgress alone is not enough.
-    ("replication-egress-only", _values(extraEgress=[REPLICATION_EGRESS]), "egress", CACHE_PODS, 6379, "TCP", False),
-    (
-        "replication-egress-and-ingress",
-        _values(extraEgress=[REPLICATION_EGRESS], extraIngress=[{"podSelector": CACHE_PODS["podSelector"]}]),
-        "egress", CACHE_PODS, 6379, "TCP", True,
-    ),
-    ("no-replication-by-default", _values(), "egress", CACHE_PODS, 6379, "TCP", False),
-    # Negative control: without the policy the forbidden connections above are open, so the proofs can fail.
-    ("disabled-app-other-ns-to-6379", _values(enabled=False), "ingress", OTHER_NS_APP, 6379, "TCP", True),
-    ("disabled-egress-to-outside-ip", _values(enabled=False), "egress", OUTSIDE_IP, 443, "TCP", True),
+    ("replication-egress-only", "replication-egress-only", "egress", CACHE_PODS, 6379, "TCP", False),
+    ("replication-both-directions", "replication", "egress", CACHE_PODS, 6379, "TCP", True),
+    ("no-exporter-prometheus-to-9121", "no-exporter", "ingress", PROMETHEUS, 9121, "TCP", False),
+    ("disabled-app-other-ns-to-6379", "disabled", "ingress", OTHER_NS_APP, 6379, "TCP", True),
+    ("disabled-egress-to-outside-ip", "disabled", "egress", OUTSIDE_IP, 443, "TCP", True),
 ]
 
 
-def _nca(query: dict, values: dict, tmp: Path, expect_permitted: bool) -> subprocess.CompletedProcess:
-    tmp.mkdir(parents=True)
-    policies, resources = tmp / "policies", tmp / "resources"
-    policies.mkdir()
+def _write_inputs(directory: Path, values: dict) -> tuple[Path, Path]:
+    policies, resources = directory / "policies", directory / "resources"
+    policies.mkdir(parents=True)
     resources.mkdir()
     rendered = _render(values).to_yaml()
     (policies / "rendered.yaml").write_text(rendered)
     (resources / "rendered.yaml").write_text(rendered)
     (resources / "cluster.yaml").write_text(CLUSTER.read_text())
-    (tmp / "query.yaml").write_text(yaml.safe_dump(query))
-    mode = "--permits" if expect_permitted else "--forbids"
-    return subprocess.run(
-        [str(NCA), mode, str(tmp / "query.yaml"), "-b", str(policies), "-r", str(resources)],
-        capture_output=True, text=True, timeout=120,
-    )
+    return policies, resources
+
+
+def _run_scheme(set_name: str, cases: list, tmp: Path) -> tuple[list, subprocess.CompletedProcess]:
+    """One nca run per value set: every case is asked both ways (permits and forbids), with the answer
+    that each must give; nca reports each unexpected answer by query name."""
+    directory = tmp / set_name
+    policies, resources = _write_inputs(directory, VALUE_SETS[set_name])
+    configs = [{"name": "base", "networkPolicyList": [str(policies)]}]
+    queries = []
+    for cid, _set, direction, peer, port, protocol, permitted in cases:
+        query = directory / f"{cid}.yaml"
+        query.write_text(yaml.safe_dump(_query(direction, peer, port, protocol)))
+        configs.append({"name": cid, "networkPolicyList": [str(query)]})
+        queries.append({"name": f"{cid}--permits", "permits": ["base", cid], "expected": 0 if permitted else 1})
+        queries.append({"name": f"{cid}--forbids", "forbids": ["base", cid], "expected": 1 if permitted else 0})
+    scheme = directory / "scheme.yaml"
+    scheme.write_text(yaml.safe_dump(
+        {"resourceList": [str(resources)], "networkConfigList": configs, "queries": queries}))
+    proc = subprocess.run([str(NCA), "--scheme", str(scheme)], capture_output=True, text=True, timeout=120)
+    return queries, proc
 
 
 @needs_nca
 def test_nca_connections(tmp_path):
-    """All cases in one test, run in parallel: each nca call is a fresh process of ~0.4 s."""
-    assert len([c for c in CASES if not c[0].startswith("disabled")]) >= 8
-
-    def run(case):
-        cid, values, direction, peer, port, protocol, permitted = case
-        return case, _nca(_query(direction, peer, port, protocol), values, tmp_path / cid, permitted)
-
+    """Every case of CASES, answered by nca on the rendered policy and the sample cluster."""
+    assert len([c for c in CASES if c[1] == "defaults"]) >= 8
+    by_set: dict[str, list] = {}
+    for case in CASES:
+        by_set.setdefault(case[1], []).append(case)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(run, CASES))
+        results = list(pool.map(lambda item: _run_scheme(item[0], item[1], tmp_path), by_set.items()))
     failures = []
-    for (cid, _v, _d, _p, _port, _proto, permitted), proc in results:
-        if proc.returncode != 0:
-            verdict = "permitted" if permitted else "forbidden"
-            failures.append(f"{cid}: expected {verdict}, nca said otherwise:\n{proc.stdout[-800:]}{proc.stderr[-800:]}")
-    assert not failures, "\n\n".join(failures)
+    for queries, proc in results:
+        output = proc.stdout + proc.stderr
+        for q in queries:
+            if f"Running query {q['name']}\n" not in proc.stdout:
+                failures.append(f"{q['name']}: not run by nca")
+            elif f"Unexpected result for query {q['name']}:" in output:
+                failures.append(f"{q['name']}: nca's answer differs from the expected {q['expected']}")
+        if proc.returncode != 0 and not failures:
+            failures.append(f"nca exit code {proc.returncode}:\n{output[-2000:]}")
+    assert not failures, "\n".join(failures)
 
 
 @needs_nca
 def test_nca_connectivity_map_lists_only_the_intended_ingress(tmp_path):
     """The whole map: exactly two sources reach the cache pod, each on its one port."""
-    policies = tmp_path / "policies"
-    resources = tmp_path / "resources"
-    policies.mkdir()
-    resources.mkdir()
-    rendered = _render(_values()).to_yaml()
-    (policies / "rendered.yaml").write_text(rendered)
-    (resources / "rendered.yaml").write_text(rendered)
-    (resources / "cluster.yaml").write_text(CLUSTER.read_text())
+    policies, resources = _write_inputs(tmp_path, _values())
     proc = subprocess.run(
         [str(NCA), "--connectivity", str(policies), "-r", str(resources), "-o", "txt_no_fw_rules"],
         capture_output=True, text=True, timeout=120, check=True,
