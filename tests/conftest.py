@@ -1,0 +1,52 @@
+"""Shared fixtures: render each values set once per session (Helm renders are cached by their values)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alert_history_cache import chart
+
+CI_DIR = chart.CHART_DIR / "ci"
+CI_SETS = sorted(p.name.removesuffix("-values.yaml") for p in CI_DIR.glob("*-values.yaml"))
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+@functools.lru_cache(maxsize=None)
+def _render(values_json: str, release: str, namespace: str) -> chart.Manifests:
+    return chart.render(json.loads(values_json), release=release, namespace=namespace)
+
+
+def render(
+    values: dict | None = None, *, release: str = chart.DEFAULT_RELEASE, namespace: str = chart.DEFAULT_NAMESPACE
+) -> chart.Manifests:
+    """chart.render, cached by value: callers share the result, so they must not modify it."""
+    return _render(json.dumps(values or {}, sort_keys=True), release, namespace)
+
+
+@dataclass(frozen=True)
+class CiSet:
+    name: str
+    values: dict
+    manifests: chart.Manifests
+
+
+@pytest.fixture(scope="session", params=CI_SETS)
+def ci_set(request) -> CiSet:
+    """Each charts/alert-history/ci/<name>-values.yaml, rendered once."""
+    values = load_yaml(CI_DIR / f"{request.param}-values.yaml")
+    return CiSet(request.param, values, render(values))
+
+
+@pytest.fixture(scope="session")
+def render_chart():
+    """The cached render function: render_chart(values, release=..., namespace=...)."""
+    return render
