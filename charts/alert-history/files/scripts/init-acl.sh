@@ -2,6 +2,7 @@
 # config-init: writes the server's ACL file from the template and the Secret into the memory-backed
 # run dir. Passwords are read from files and hashed through stdin, so none reaches a process argument,
 # and only their SHA-256 lands in the ACL file. A pod-local probe password is generated on every start.
+# For rotation, a Secret key <key>-next adds a second accepted password to the user of <key>.
 set -eu
 umask 077
 secret_dir=${SECRET_DIR:-/etc/valkey-secret}
@@ -31,6 +32,10 @@ while IFS= read -r line || [ -n "$line" ]; do
           exit 1
         fi
         out="$out#$(sha256_of_stdin < "$secret_dir/$key")"
+        # Rotation: an optional second password <key>-next is accepted beside the current one.
+        if [ -s "$secret_dir/$key-next" ]; then
+          out="$out #$(sha256_of_stdin < "$secret_dir/$key-next")"
+        fi
         ;;
       *@probe@*)
         out="$out${line%%@probe@*}#$probe_hash"
