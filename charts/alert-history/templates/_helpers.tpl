@@ -152,7 +152,7 @@ naming each key.
 {{- if eq (int64 $max) 0 -}}
 {{- $errors = append $errors (printf "valkey.settings.maxmemory: 0 (unlimited) with valkey.resources.limits.memory %s lets the dataset grow until the pod is OOMKilled; set maxmemory to at most %d bytes (%v%% of the limit)" (toString $limitQ) $ceiling $v.settings.maxmemoryLimitPercent) -}}
 {{- else if gt (int64 $max) $ceiling -}}
-{{- $errors = append $errors (printf "valkey.settings.maxmemory: %s (%s bytes) must not exceed %v%% of valkey.resources.limits.memory %s (%d bytes); fork and buffers need the rest (valkey.settings.maxmemoryLimitPercent)" (toString $v.settings.maxmemory) $max $v.settings.maxmemoryLimitPercent (toString $limitQ) $ceiling) -}}
+{{- $errors = append $errors (printf "valkey.settings.maxmemory: %s (%s bytes) must not exceed %v%% of valkey.resources.limits.memory %s, that is %d bytes; fork and buffers need the rest (valkey.settings.maxmemoryLimitPercent)" (toString $v.settings.maxmemory) $max $v.settings.maxmemoryLimitPercent (toString $limitQ) $ceiling) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -180,6 +180,21 @@ naming each key.
 {{- end -}}
 {{- if and .Values.monitoring.prometheusEnabled (not $v.exporter.enabled) -}}
 {{- $errors = append $errors "monitoring.prometheusEnabled: true needs valkey.exporter.enabled: true (the ServiceMonitor scrapes the exporter)" -}}
+{{- end -}}
+{{- if and $v.exporter.enabled (eq (int $v.exporter.port) (int $v.service.port)) -}}
+{{- $errors = append $errors (printf "valkey.exporter.port: %v is also valkey.service.port; the exporter and the server share the pod's network" $v.exporter.port) -}}
+{{- end -}}
+{{- if regexMatch "(?im)^[ \\t]*(requirepass|masterauth|masteruser|user|aclfile)([ \\t]|$)" (toString $v.extraConfig) -}}
+{{- $errors = append $errors "valkey.extraConfig: requirepass, masterauth, masteruser, user and aclfile lines are refused; passwords would sit in a ConfigMap (they belong in the Secret) and user lines beside aclfile stop the server" -}}
+{{- end -}}
+{{- if $p.existingSecret -}}
+{{- $given := list -}}
+{{- range $k := list "application" "exporter" "admin" "applicationNext" "exporterNext" "adminNext" -}}
+{{- if get $p $k -}}{{- $given = append $given (printf "valkey.password.%s" $k) -}}{{- end -}}
+{{- end -}}
+{{- if $given -}}
+{{- $errors = append $errors (printf "%s: ignored with valkey.password.existingSecret %q; put the password into that Secret instead" (join ", " $given) $p.existingSecret) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if $errors -}}
