@@ -1,0 +1,144 @@
+"""promtool on the PrometheusRule the chart renders: `check rules`, then the committed unit tests.
+
+The rule file is generated from a fresh render on every run and written next to copies of the test files
+under the fixed name the tests load (RULE_FILE), so the tests cannot drift from the chart.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alert_history_cache import chart
+
+RULES_DIR = Path(__file__).resolve().parent
+RULE_FILE = "alert-history-rules.yaml"
+RELEASE = "alerthistory"
+NAMESPACE = "cache"
+TEST_FILES = sorted(RULES_DIR.glob("*.test.yaml"))
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing (Debian package prometheus)")
+
+# Pitfalls from DESIGN.md "Alert pitfalls": each needs a test group whose name starts like this.
+PITFALLS = [
+    "RedisHighMemoryUsage: pitfall maxmemory 0",
+    "RedisHighMemoryUsage: pitfall allkeys eviction",
+    "RedisLowHitRate: pitfall no traffic",
+    "RedisLowHitRate: pitfall low traffic",
+    "RedisSlowQueries: pitfall full but quiet slowlog",
+    "RedisTargetAbsent: pitfall pod disappears",
+    "RedisOOMErrors: pitfall first error creates the series",
+    "RedisOOMErrors: pitfall old errors after a Prometheus restart",
+]
+
+
+def rendered_rules() -> dict:
+    values = yaml.safe_load((RULES_DIR / "values.yaml").read_text())
+    [rule] = chart.render(values, release=RELEASE, namespace=NAMESPACE).of_kind("PrometheusRule")
+    return {"groups": rule["spec"]["groups"]}
+
+
+@pytest.fixture(scope="module")
+def rules() -> dict:
+    return rendered_rules()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, rules) -> Path:
+    d = tmp_path_factory.mktemp("promtool")
+    (d / RULE_FILE).write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
+    for f in TEST_FILES:
+        shutil.copy(f, d / f.name)
+    return d
+
+
+def alerts(rules: dict) -> dict[str, dict]:
+    return {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", duration))
+
+
+def test_files_load_the_generated_rules():
+    assert TEST_FILES, "no tests/rules/*.test.yaml"
+    for f in TEST_FILES:
+        assert yaml.safe_load(f.read_text())["rule_files"] == [RULE_FILE], f.name
+
+
+@needs_promtool
+def test_promtool_check_rules(workdir, rules):
+    proc = subprocess.run([PROMTOOL, "check", "rules", RULE_FILE], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    count = sum(len(g["rules"]) for g in rules["groups"])
+    assert f"SUCCESS: {count} rules found" in proc.stdout, proc.stdout
+
+
+@needs_promtool
+def test_promtool_test_rules(workdir):
+    names = [f.name for f in TEST_FILES]
+    proc = subprocess.run([PROMTOOL, "test", "rules", *names], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("SUCCESS") == len(names), proc.stdout
+
+
+def _groups() -> list[dict]:
+    return [g for f in TEST_FILES for g in yaml.safe_load(f.read_text())["tests"]]
+
+
+def _cases(alert: str) -> list[dict]:
+    """Per test group that checks `alert`: its name, [(eval seconds, fires?)], and when it asserts pending."""
+    pending = re.compile(r'^ALERTS\{alertname="%s",alertstate="pending"\}$' % re.escape(alert))
+    out = []
+    for group in _groups():
+        evals = sorted(
+            (seconds(t["eval_time"]), bool(t.get("exp_alerts")))
+            for t in group.get("alert_rule_test", [])
+            if t["alertname"] == alert
+        )
+        pending_at = [
+            seconds(t["eval_time"])
+            for t in group.get("promql_expr_test", [])
+            if pending.match(t["expr"].strip()) and t.get("exp_samples")
+        ]
+        if evals or pending_at:
+            out.append({"name": group["name"], "evals": evals, "pending_at": pending_at})
+    return out
+
+
+def test_every_alert_has_firing_pending_and_not_firing_cases(rules):
+    for name, rule in alerts(rules).items():
+        cases = _cases(name)
+        hold = seconds(rule["for"])
+        assert hold > 0, f"{name}: a `for` of 0 leaves no pending phase to test"
+        # Pending: ALERTS{alertstate="pending"} holds and the alert is not reported yet; later the same input fires.
+        assert any(
+            any(
+                (t1, False) in c["evals"] and any(fires and t2 > t1 for t2, fires in c["evals"])
+                for t1 in c["pending_at"]
+            )
+            for c in cases
+        ), f"{name}: no group that shows the alert pending (ALERTS, no exp_alerts) and then firing"
+        # Not firing: a group that evaluates beyond `for` and never expects the alert.
+        assert any(
+            c["evals"] and not any(f for _, f in c["evals"]) and max(t for t, _ in c["evals"]) > hold for c in cases
+        ), f"{name}: no group that stays silent beyond `for` ({rule['for']})"
+
+
+def test_pitfall_cases_exist():
+    groups = [g["name"] for g in _groups()]
+    for pitfall in PITFALLS:
+        assert any(g.startswith(pitfall) for g in groups), f"missing test group {pitfall!r}"
+
+
+def test_every_test_file_matches_an_alert(rules):
+    """RedisDown.test.yaml tests RedisDown: a renamed alert cannot leave its tests behind."""
+    names = set(alerts(rules)) | {"selectors", "records"}
+    for f in TEST_FILES:
+        assert f.name.removesuffix(".test.yaml") in names, f.name
