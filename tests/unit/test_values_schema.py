@@ -112,3 +112,9 @@ def test_helm_render_itself_enforces_the_schema():
         helm_chart.render({"valkey": {"settings": {"maxmemory": "lots"}}}, name="alerthistory", namespace="default")
     with pytest.raises(helm_python.HelmValuesError, match="additional properties 'bogus'"):
         helm_chart.render({"valkey": {"bogus": 1}}, name="alerthistory", namespace="default")
+
+
+def test_every_definition_is_used():
+    text = json.dumps({k: v for k, v in SCHEMA.items() if k != "definitions"}) + json.dumps(SCHEMA["definitions"])
+    unused = [name for name in SCHEMA["definitions"] if f'"#/definitions/{name}"' not in text]
+    assert unused == []
