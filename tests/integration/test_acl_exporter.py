@@ -1,0 +1,145 @@
+"""The exporter user has exactly what redis_exporter needs.
+
+The real redis_exporter runs with the rendered container's env (REDIS_ADDR, REDIS_USER, REDIS_PASSWORD from
+the Secret) against a server booted from the rendered config, once as the exporter user and once as admin.
+Both must export the same metric families, the server's ACL LOG must hold no refusal of the exporter, and
+every metric the rules and the dashboard query must be there (replication metrics need a replica).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+
+import port_for
+import pytest
+import redis
+from mirakuru import HTTPExecutor
+
+from alert_history_cache import engines
+
+from .rendered_server import NAME, rendered_server
+
+pytestmark = pytest.mark.integration
+
+# Referenced by a rule or a panel but exported only in situations a single idle primary does not have.
+CONDITIONAL = {
+    "redis_connected_slave_lag_seconds": "one series per connected replica",
+    "redis_master_last_io_seconds_ago": "exported by a replica only",
+    "redis_master_link_up": "exported by a replica only",
+    "redis_slave_repl_offset": "exported by a replica only",
+}
+
+# A metric name: not the tail of a recording rule's name (`alerthistory:redis_...`) or of a longer word.
+METRIC = re.compile(r"(?<![:\w])(redis_[a-z0-9_]+)\b")
+
+
+def used_metrics(manifests) -> set[str]:
+    """redis_* metric names in the PrometheusRule expressions and the dashboard's queries."""
+    exprs = []
+    for rule_obj in manifests.of_kind("PrometheusRule"):
+        for group in rule_obj["spec"]["groups"]:
+            exprs += [r["expr"] for r in group["rules"]]
+    for cm in manifests.of_kind("ConfigMap"):
+        for key, text in cm.get("data", {}).items():
+            if key.endswith(".json"):
+                exprs += re.findall(r'"expr":\s*"((?:[^"\\]|\\.)*)"', text)
+    names = set()
+    for expr in exprs:
+        names |= set(METRIC.findall(json.loads(f'"{expr}"') if "\\" in expr else expr))
+    return names
+
+
+def exporter_env(manifests, server, user: str, password: str, listen: str) -> dict:
+    """The rendered exporter container's env, with the pod's addresses mapped to this machine."""
+    sts = manifests.get("StatefulSet", NAME)
+    (container,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "exporter"]
+    env = {}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = server.secret(ref["key"])
+    assert env["REDIS_ADDR"] == "redis://127.0.0.1:6379" and env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] == ":9121"
+    assert env["REDIS_USER"] == server.acl["exporterUser"] and env["REDIS_PASSWORD"] == server.exporter_password
+    env.update(REDIS_ADDR=f"redis://127.0.0.1:{server.port}", REDIS_EXPORTER_WEB_LISTEN_ADDRESS=listen,
+               REDIS_USER=user, REDIS_PASSWORD=password)
+    return env
+
+
+def scrape_families(manifests, server, user: str, password: str, tmp_path) -> tuple[set[str], str]:
+    port = port_for.select_random()
+    listen = f"127.0.0.1:{port}"
+    log = (tmp_path / f"exporter-{user}.log").open("w")
+    exporter = HTTPExecutor([str(engines.EXPORTER.binary)], url=f"http://{listen}/metrics", timeout=30,
+                            envvars=exporter_env(manifests, server, user, password, listen),
+                            stdout=log, stderr=subprocess.STDOUT)
+    with exporter:
+        body = urllib.request.urlopen(f"http://{listen}/metrics", timeout=10).read().decode()
+    log.close()
+    families = {line.split()[2] for line in body.splitlines() if line.startswith("# TYPE redis_")}
+    return families, body
+
+
+@pytest.fixture
+def server(engine, tmp_path):
+    try:
+        engines.EXPORTER.binary
+    except engines.MissingBinary as exc:
+        pytest.skip(str(exc))
+    with rendered_server(engine, tmp_path) as s:
+        yield s
+
+
+def test_exporter_user_exports_every_family(server, tmp_path):
+    admin = server.admin()
+    app = server.app()
+    # Traffic that makes the conditional families appear: hits, misses, an error reply, a slow-log entry.
+    app.set("group:1", "v")
+    app.get("group:1")
+    app.get("group:missing")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.flushall()
+    admin.config_set("slowlog-log-slower-than", 0)
+    app.ping()
+    admin.config_set("slowlog-log-slower-than", server.values["valkey"]["settings"]["slowlogThreshold"])
+
+    as_admin, _ = scrape_families(server.manifests, server, server.acl["adminUser"], server.admin_password, tmp_path)
+    admin.acl_log_reset()
+    as_user, body = scrape_families(server.manifests, server, server.acl["exporterUser"], server.exporter_password,
+                                    tmp_path)
+
+    assert len(as_admin) > 100, sorted(as_admin)
+    assert as_user == as_admin, {"missing as exporter": sorted(as_admin - as_user),
+                                 "extra": sorted(as_user - as_admin)}
+    refused = [(e["reason"], e["object"]) for e in admin.acl_log(count=1000) if e["username"] == server.acl["exporterUser"]]
+    assert refused == [], "the exporter user was refused commands"
+    assert re.search(r"^redis_up 1$", body, re.M)
+    assert re.search(r'^redis_exporter_last_scrape_error\{err=""\} 0$', body, re.M)
+
+    used = used_metrics(server.manifests)
+    assert used, "the chart renders rules or a dashboard that query redis_* metrics"
+    missing = used - as_user - set(CONDITIONAL)
+    assert missing == set(), f"metrics the rules or the dashboard query but the exporter does not export: {missing}"
+
+
+def test_exporter_user_cannot_read_or_write_data(server):
+    exporter = server.exporter()
+    for cmd in (("GET", "group:1"), ("SET", "group:1", "x"), ("SCAN", "0"), ("FLUSHALL",), ("CONFIG", "SET", "save", "")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            exporter.execute_command(*cmd)
+
+
+def test_a_narrower_user_loses_families(server, tmp_path):
+    """Control: with INFO alone the exporter loses the CONFIG, SLOWLOG and LATENCY families and the ACL LOG
+    shows the refusals, so the comparison above can fail."""
+    admin = server.admin()
+    admin.acl_setuser("narrow", enabled=True, passwords=["+narrow-password-for-test"], commands=["-@all", "+info"])
+    as_admin, _ = scrape_families(server.manifests, server, server.acl["adminUser"], server.admin_password, tmp_path)
+    as_narrow, _ = scrape_families(server.manifests, server, "narrow", "narrow-password-for-test", tmp_path)
+    assert {"redis_config_maxclients", "redis_slowlog_last_id", "redis_slowlog_length"} <= as_admin - as_narrow
+    refused = {e["object"] for e in admin.acl_log(count=1000) if e["username"] == "narrow"}
+    assert {"config|get", "slowlog|get", "slowlog|len", "latency|latest"} <= refused
