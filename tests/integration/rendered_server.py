@@ -87,12 +87,12 @@ class RenderedServer:
             path.write_text(value)
             path.chmod(0o400)
 
-    def run_config_init(self) -> subprocess.CompletedProcess:
-        """The chart's init-acl.sh, with the pod paths pointed at this server's dirs."""
+    def run_config_init(self, run_dir: Path | None = None) -> subprocess.CompletedProcess:
+        """The chart's init-acl.sh, with the pod paths pointed at this server's dirs (or another run dir)."""
         return subprocess.run(
             ["/bin/sh", str(self.paths["scripts"] / "init-acl.sh")],
-            env={"PATH": "/usr/bin:/bin", "SECRET_DIR": str(self.paths["secret"]), "RUN_DIR": str(self.paths["run"]),
-                 "ACL_TEMPLATE": str(self.paths["etc"] / "users.acl.tpl")},
+            env={"PATH": "/usr/bin:/bin", "SECRET_DIR": str(self.paths["secret"]),
+                 "RUN_DIR": str(run_dir or self.paths["run"]), "ACL_TEMPLATE": str(self.paths["etc"] / "users.acl.tpl")},
             check=True, capture_output=True, text=True,
         )
 
@@ -107,6 +107,11 @@ class RenderedServer:
         if self.executor is not None:
             self.executor.stop()
             self.executor = None
+
+    def restart_container(self) -> None:
+        """The server container restarts in the same pod: the run dir (emptyDir) stays, config-init does not run."""
+        self.stop()
+        self.start()
 
     def restart_pod(self) -> None:
         """What a new pod does: config-init writes the ACL file from the Secret again, then the server starts."""
