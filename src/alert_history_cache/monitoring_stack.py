@@ -1,0 +1,301 @@
+"""Prometheus and Alertmanager for the local pod, configured from the rendered monitoring objects.
+
+The ServiceMonitor becomes the scrape job the Prometheus Operator would generate for it: job name
+`serviceMonitor/<ns>/<name>/<i>`, the endpoint's interval, scrapeTimeout, path and scheme, and the operator's
+relabelings (Service selector, port name, namespace, service, pod, container, job, endpoint) followed by the
+ServiceMonitor's own relabelings and metricRelabelings. Kubernetes service discovery is replaced by a static
+target per selected Service carrying the `__meta_kubernetes_*` labels discovery would set (pod address and
+port, node = this machine's hostname), so everything after discovery runs in Prometheus exactly as in a
+cluster. Each PrometheusRule's groups become a rule file. Both programs listen on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import port_for
+import yaml
+from mirakuru import HTTPExecutor
+
+from . import engines
+from .kube import container_port, selector_matches
+
+_RELABEL_KEYS = {"sourceLabels": "source_labels", "targetLabel": "target_label", "separator": "separator",
+                 "regex": "regex", "modulus": "modulus", "replacement": "replacement", "action": "action"}
+
+
+def sanitize(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def relabel(rules: list[dict] | None) -> list[dict]:
+    """ServiceMonitor (camelCase) relabelings -> Prometheus relabel_configs, like the operator writes them."""
+    out = []
+    for r in rules or []:
+        item = {_RELABEL_KEYS[k]: v for k, v in r.items() if k in _RELABEL_KEYS}
+        if "action" in item:
+            item["action"] = str(item["action"]).lower()
+        out.append(item)
+    return out
+
+
+@dataclass
+class PodInfo:
+    name: str
+    namespace: str
+    ip: str
+    labels: dict
+    containers: list[dict]
+
+
+@dataclass
+class MonitoringOptions:
+    evaluation_interval: str = "30s"  # the operator's default
+    scrape_interval: str = "30s"  # the operator's default for endpoints without an interval
+    resend_delay: str | None = None  # Prometheus --rules.alert.resend-delay (default 1m); lower it in tests
+    alertmanager_config: dict | None = None  # default: one receiver without notifications
+    extra_prometheus_args: list[str] = field(default_factory=list)
+
+
+class Monitoring:
+    def __init__(self, manifests, pod: PodInfo, state: Path, options: MonitoringOptions | None = None):
+        self.manifests = manifests
+        self.pod = pod
+        self.dir = state / "monitoring"
+        self.logs = state / "logs"
+        self.options = options or MonitoringOptions()
+        self.notes: list[str] = []
+        self.prometheus: HTTPExecutor | None = None
+        self.alertmanager: HTTPExecutor | None = None
+        self.prometheus_port: int | None = None
+        self.alertmanager_port: int | None = None
+        self._logs = []
+
+    # -- configuration --------------------------------------------------------------------------------
+    def _service_targets(self, sm: dict, endpoint: dict) -> list[dict]:
+        ns_sel = sm["spec"].get("namespaceSelector", {})
+        sm_ns = sm["metadata"].get("namespace", self.pod.namespace)
+        if not ns_sel.get("any") and self.pod.namespace not in ns_sel.get("matchNames", [sm_ns]):
+            self.notes.append(f"ServiceMonitor {sm['metadata']['name']}: namespaceSelector excludes namespace "
+                              f"{self.pod.namespace}: no target (as in a cluster)")
+            return []
+        targets = []
+        for svc in self.manifests.of_kind("Service"):
+            if not selector_matches(svc["spec"].get("selector"), self.pod.labels):
+                continue  # no endpoints on this pod
+            for sp in svc["spec"].get("ports", []):
+                if "port" in endpoint and sp.get("name") != endpoint["port"]:
+                    continue
+                if "targetPort" in endpoint and str(sp.get("targetPort")) != str(endpoint["targetPort"]):
+                    continue
+                target_port = sp.get("targetPort", sp["port"])
+                container, number = self._container_port(target_port)
+                if container is None:
+                    continue
+                labels = {
+                    "__meta_kubernetes_namespace": self.pod.namespace,
+                    "__meta_kubernetes_service_name": svc["metadata"]["name"],
+                    "__meta_kubernetes_endpoint_port_name": sp.get("name", ""),
+                    "__meta_kubernetes_endpoint_port_protocol": sp.get("protocol", "TCP"),
+                    "__meta_kubernetes_endpoint_ready": "true",
+                    "__meta_kubernetes_endpoint_address_target_kind": "Pod",
+                    "__meta_kubernetes_endpoint_address_target_name": self.pod.name,
+                    "__meta_kubernetes_pod_name": self.pod.name,
+                    "__meta_kubernetes_pod_ip": self.pod.ip,
+                    "__meta_kubernetes_pod_ready": "true",
+                    "__meta_kubernetes_pod_phase": "Running",
+                    "__meta_kubernetes_pod_node_name": socket.gethostname(),
+                    "__meta_kubernetes_pod_host_ip": self.pod.ip,
+                    "__meta_kubernetes_pod_container_name": container["name"],
+                    "__meta_kubernetes_pod_container_port_name": _port_name(container, number),
+                    "__meta_kubernetes_pod_container_port_number": str(number),
+                    "__meta_kubernetes_pod_container_port_protocol": "TCP",
+                }
+                for kind, meta in (("service", svc["metadata"]), ("pod", {"labels": self.pod.labels})):
+                    for k, v in (meta.get("labels") or {}).items():
+                        labels[f"__meta_kubernetes_{kind}_label_{sanitize(k)}"] = str(v)
+                        labels[f"__meta_kubernetes_{kind}_labelpresent_{sanitize(k)}"] = "true"
+                    for k, v in (meta.get("annotations") or {}).items():
+                        labels[f"__meta_kubernetes_{kind}_annotation_{sanitize(k)}"] = str(v)
+                        labels[f"__meta_kubernetes_{kind}_annotationpresent_{sanitize(k)}"] = "true"
+                targets.append({"targets": [f"{self.pod.ip}:{number}"], "labels": labels})
+        return targets
+
+    def _container_port(self, target_port) -> tuple[dict | None, int | None]:
+        for c in self.pod.containers:
+            try:
+                number = container_port(c, target_port)
+            except ValueError:
+                continue
+            if any(int(p["containerPort"]) == number for p in c.get("ports", [])):
+                return c, number
+        return None, None
+
+    def _operator_relabels(self, sm: dict, endpoint: dict) -> list[dict]:
+        spec = sm["spec"]
+        rules: list[dict] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
+        for k, v in (spec.get("selector", {}).get("matchLabels") or {}).items():
+            rules.append({"action": "keep", "source_labels": [f"__meta_kubernetes_service_label_{sanitize(k)}",
+                          f"__meta_kubernetes_service_labelpresent_{sanitize(k)}"], "regex": f"({v});true"})
+        for expr in spec.get("selector", {}).get("matchExpressions") or []:
+            k = sanitize(expr["key"])
+            if expr["operator"] == "In":
+                rules.append({"action": "keep", "source_labels": [f"__meta_kubernetes_service_label_{k}",
+                              f"__meta_kubernetes_service_labelpresent_{k}"],
+                              "regex": f"({'|'.join(expr['values'])});true"})
+            elif expr["operator"] == "Exists":
+                rules.append({"action": "keep", "source_labels": [f"__meta_kubernetes_service_labelpresent_{k}"],
+                              "regex": "true"})
+        if "port" in endpoint:
+            rules.append({"action": "keep", "source_labels": ["__meta_kubernetes_endpoint_port_name"],
+                          "regex": endpoint["port"]})
+        for kind in ("Node", "Pod"):
+            rules.append({"source_labels": ["__meta_kubernetes_endpoint_address_target_kind",
+                                            "__meta_kubernetes_endpoint_address_target_name"],
+                          "separator": ";", "regex": f"{kind};(.*)", "replacement": "${1}",
+                          "target_label": kind.lower()})
+        rules += [
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+            {"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"},
+        ]
+        for label in spec.get("targetLabels") or []:
+            rules.append({"source_labels": [f"__meta_kubernetes_service_label_{sanitize(label)}"],
+                          "target_label": sanitize(label), "regex": "(.+)", "replacement": "${1}"})
+        for label in spec.get("podTargetLabels") or []:
+            rules.append({"source_labels": [f"__meta_kubernetes_pod_label_{sanitize(label)}"],
+                          "target_label": sanitize(label), "regex": "(.+)", "replacement": "${1}"})
+        rules.append({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job",
+                      "replacement": "${1}"})
+        if spec.get("jobLabel"):
+            rules.append({"source_labels": [f"__meta_kubernetes_service_label_{sanitize(spec['jobLabel'])}"],
+                          "target_label": "job", "regex": "(.+)", "replacement": "${1}"})
+        rules.append({"target_label": "endpoint", "replacement": str(endpoint.get("port", endpoint.get("targetPort")))})
+        rules += relabel(endpoint.get("relabelings"))
+        return rules
+
+    def scrape_configs(self) -> list[dict]:
+        jobs = []
+        monitors = self.manifests.of_kind("ServiceMonitor")
+        if not monitors:
+            self.notes.append("the chart rendered no ServiceMonitor: Prometheus has no scrape job for the exporter")
+        for sm in monitors:
+            ns = sm["metadata"].get("namespace", self.pod.namespace)
+            for i, ep in enumerate(sm["spec"].get("endpoints", [])):
+                job = {
+                    "job_name": f"serviceMonitor/{ns}/{sm['metadata']['name']}/{i}",
+                    "honor_labels": bool(ep.get("honorLabels", False)),
+                    "scrape_interval": ep.get("interval", self.options.scrape_interval),
+                    "metrics_path": ep.get("path", "/metrics"),
+                    "scheme": ep.get("scheme", "http"),
+                    "static_configs": self._service_targets(sm, ep),
+                    "relabel_configs": self._operator_relabels(sm, ep),
+                }
+                if ep.get("scrapeTimeout"):
+                    job["scrape_timeout"] = ep["scrapeTimeout"]
+                if ep.get("params"):
+                    job["params"] = ep["params"]
+                if ep.get("metricRelabelings"):
+                    job["metric_relabel_configs"] = relabel(ep["metricRelabelings"])
+                if sm["spec"].get("sampleLimit"):
+                    job["sample_limit"] = sm["spec"]["sampleLimit"]
+                jobs.append(job)
+        return jobs
+
+    def rule_files(self) -> list[Path]:
+        rules_dir = self.dir / "rules"
+        rules_dir.mkdir(parents=True, exist_ok=True)
+        for old in rules_dir.glob("*.yaml"):
+            old.unlink()
+        files = []
+        rules = self.manifests.of_kind("PrometheusRule")
+        if not rules:
+            self.notes.append("the chart rendered no PrometheusRule: Prometheus runs without alerting rules")
+        for pr in rules:
+            path = rules_dir / f"{pr['metadata'].get('namespace', 'default')}-{pr['metadata']['name']}.yaml"
+            path.write_text(yaml.safe_dump({"groups": pr["spec"].get("groups", [])}, sort_keys=False))
+            files.append(path)
+        return files
+
+    def prometheus_config(self) -> dict:
+        return {
+            "global": {"scrape_interval": self.options.scrape_interval,
+                       "evaluation_interval": self.options.evaluation_interval},
+            "rule_files": [str(p) for p in self.rule_files()],
+            "alerting": {"alertmanagers": [{"api_version": "v2",
+                                            "static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}]}]},
+            "scrape_configs": self.scrape_configs(),
+        }
+
+    def alertmanager_config(self) -> dict:
+        return self.options.alertmanager_config or {
+            "route": {"receiver": "default", "group_by": ["alertname", "namespace", "pod"]},
+            "receivers": [{"name": "default"}],
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    @property
+    def prometheus_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else None
+
+    @property
+    def alertmanager_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.alertmanager_port}" if self.alertmanager_port else None
+
+    def _log(self, name: str):
+        self.logs.mkdir(parents=True, exist_ok=True)
+        f = open(self.logs / f"{name}.log", "ab", buffering=0)
+        self._logs.append(f)
+        return f
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        am_bin, prom_bin = engines.ALERTMANAGER.binary, engines.PROMETHEUS.binary
+        self.alertmanager_port = port_for.select_random()
+        self.prometheus_port = port_for.select_random(exclude_ports=[self.alertmanager_port])
+        (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(self.alertmanager_config(), sort_keys=False))
+        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(self.prometheus_config(), sort_keys=False))
+        self.alertmanager = HTTPExecutor(
+            [str(am_bin), f"--config.file={self.dir / 'alertmanager.yml'}",
+             f"--storage.path={self.dir / 'alertmanager-data'}",
+             f"--web.listen-address=127.0.0.1:{self.alertmanager_port}", "--cluster.listen-address="],
+            url=f"{self.alertmanager_url}/-/ready", method="GET", timeout=60,
+            stdout=self._log("alertmanager"), stderr=subprocess.STDOUT)
+        self.alertmanager.start()
+        args = [str(prom_bin), f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{self.prometheus_port}", "--web.enable-lifecycle"]
+        if self.options.resend_delay:
+            args.append(f"--rules.alert.resend-delay={self.options.resend_delay}")
+        args += self.options.extra_prometheus_args
+        self.prometheus = HTTPExecutor(args, url=f"{self.prometheus_url}/-/ready", method="GET", timeout=60,
+                                       stdout=self._log("prometheus"), stderr=subprocess.STDOUT)
+        self.prometheus.start()
+
+    def pids(self) -> dict[str, int]:
+        return {name: ex.process.pid for name, ex in (("prometheus", self.prometheus),
+                                                        ("alertmanager", self.alertmanager))
+                if ex is not None and ex.process is not None}
+
+    def stop(self) -> None:
+        for ex in (self.prometheus, self.alertmanager):  # SIGTERM, SIGKILL after the 60 s timeout
+            if ex is not None and ex.running():
+                try:
+                    ex.stop()
+                except Exception:  # noqa: BLE001 - a non-zero exit on shutdown must not block the rest
+                    ex.kill()
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
+
+
+def _port_name(container: dict, number: int) -> str:
+    for p in container.get("ports", []):
+        if int(p["containerPort"]) == number:
+            return p.get("name", "")
+    return ""

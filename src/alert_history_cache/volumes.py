@@ -1,0 +1,165 @@
+"""The pod's volumes as folders of the state dir, owned and moded the way the kubelet would leave them.
+
+  configMap -> STATE/configmaps/<name>/<key>   (defaultMode, group fsGroup)
+  secret    -> STATE/secrets/<name>/<key>      (mode 0400, owned by runAsUser, group fsGroup; dir 0500)
+  emptyDir  -> STATE/emptydirs/<volume>/       (medium Memory: a tmpfs mounted here, sizeLimit as its size)
+  PVC       -> STATE/pvc/                      (the first volumeClaimTemplate; others STATE/pvc-<name>/)
+The PVC survives every stop and start; emptyDirs are emptied when a new pod is created."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .kube import KubeError, Objects, quantity
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` in this mount namespace, deepest first."""
+    prefix = str(path.resolve())
+    found = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            target = line.split()[1].replace("\\040", " ")
+            if target == prefix or target.startswith(prefix + "/"):
+                found.append(target)
+    return sorted(found, key=len, reverse=True)
+
+
+def unmount_all(path: Path) -> list[str]:
+    """Unmount everything below `path` (idempotent; lazily when busy). Returns what was unmounted."""
+    done = []
+    for target in mounts_under(path):
+        proc = subprocess.run(["umount", target], capture_output=True)
+        if proc.returncode != 0:
+            subprocess.run(["umount", "-l", target], capture_output=True)
+        done.append(target)
+    return done
+
+
+class Volumes:
+    def __init__(self, state: Path, pod_spec: dict, claim_templates: list[dict], objects: Objects):
+        self.state = state
+        self.spec = pod_spec
+        self.claims = claim_templates
+        self.objects = objects
+        sc = pod_spec.get("securityContext", {})
+        self.run_as_user = int(sc.get("runAsUser", 0))
+        self.fs_group = sc.get("fsGroup")
+        self.fs_group_policy = sc.get("fsGroupChangePolicy", "Always")
+        self.paths: dict[str, Path] = {}
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def claim_path(self, name: str) -> Path:
+        first = self.claims[0]["metadata"]["name"] if self.claims else None
+        return self.state / ("pvc" if name == first else f"pvc-{name}")
+
+    def prepare(self) -> dict[str, Path]:
+        """Write every volume of the pod spec; returns volume name -> host folder."""
+        for vol in self.spec.get("volumes", []):
+            name = vol["name"]
+            if "configMap" in vol:
+                self.paths[name] = self._config_map(vol["configMap"])
+            elif "secret" in vol:
+                self.paths[name] = self._secret(vol["secret"])
+            elif "emptyDir" in vol:
+                self.paths[name] = self._empty_dir(name, vol["emptyDir"] or {})
+            elif "persistentVolumeClaim" in vol:
+                self.paths[name] = self._claim(vol["persistentVolumeClaim"]["claimName"])
+            else:
+                raise KubeError(f"volume {name!r}: type {sorted(set(vol) - {'name'})} is not emulated")
+        for claim in self.claims:
+            self.paths[claim["metadata"]["name"]] = self._claim(claim["metadata"]["name"])
+        return self.paths
+
+    def _write_files(self, folder: Path, data: dict[str, bytes], items: list | None, mode: int,
+                     owner: int, dir_mode: int) -> Path:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, mode=0o700)
+        selected = {i["key"]: (i.get("path", i["key"]), i.get("mode", mode)) for i in items} if items \
+            else {k: (k, mode) for k in data}
+        for key, (rel, file_mode) in selected.items():
+            if key not in data:
+                raise KubeError(f"{folder.parent.name} {folder.name!r} has no key {key!r}")
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data[key])
+            os.chown(target, owner, self.fs_group if self.fs_group is not None else -1)
+            os.chmod(target, file_mode)
+        os.chown(folder, owner, self.fs_group if self.fs_group is not None else -1)
+        os.chmod(folder, dir_mode)
+        return folder
+
+    def _config_map(self, ref: dict) -> Path:
+        data = self.objects.config_map(ref["name"])
+        return self._write_files(self.state / "configmaps" / ref["name"], data, ref.get("items"),
+                                 ref.get("defaultMode", 0o644), 0, 0o755)
+
+    def _secret(self, ref: dict) -> Path:
+        data = self.objects.secret(ref["secretName"])
+        # Readable by the pod's user only (mode 0400); nobody else on the machine can list or read it.
+        return self._write_files(self.state / "secrets" / ref["secretName"], data, ref.get("items"),
+                                 ref.get("defaultMode", 0o400), self.run_as_user, 0o500)
+
+    def _empty_dir(self, name: str, spec: dict) -> Path:
+        folder = self.state / "emptydirs" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        gid = self.fs_group if self.fs_group is not None else 0
+        if spec.get("medium") == "Memory":
+            if not mounts_under(folder):
+                size = int(quantity(spec["sizeLimit"])) if spec.get("sizeLimit") else "50%"
+                subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=2777,gid={gid},nosuid,nodev",
+                                f"ahc-{name}", str(folder)], check=True, capture_output=True)
+        else:
+            os.chown(folder, 0, gid)
+            os.chmod(folder, 0o2777)
+        return folder
+
+    def _claim(self, name: str) -> Path:
+        folder = self.claim_path(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.fs_group is not None:
+            self._own_claim(folder, int(self.fs_group))
+        return folder
+
+    def _own_claim(self, folder: Path, gid: int) -> None:
+        """fsGroup ownership as the kubelet applies it (OnRootMismatch: only when the root does not match)."""
+        st = folder.stat()
+        matches = st.st_gid == gid and (st.st_mode & 0o2070) == 0o2070
+        if matches and self.fs_group_policy == "OnRootMismatch":
+            return
+        for root, dirs, files in os.walk(folder):
+            for d in dirs:
+                _own(Path(root, d), gid, 0o2070)
+            for f in files:
+                _own(Path(root, f), gid, 0o060)
+        _own(folder, gid, 0o2070)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def reset_ephemeral(self) -> None:
+        """A new pod gets new emptyDirs."""
+        for vol in self.spec.get("volumes", []):
+            if "emptyDir" in vol and vol["name"] in self.paths:
+                for child in self.paths[vol["name"]].iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+
+    def teardown(self) -> list[str]:
+        """Unmount the memory emptyDirs (idempotent)."""
+        return unmount_all(self.state / "emptydirs") if (self.state / "emptydirs").exists() else []
+
+
+def _own(path: Path, gid: int, bits: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_symlink():
+            return
+        os.chown(path, -1, gid)
+        os.chmod(path, path.stat().st_mode & 0o7777 | bits)
