@@ -1,0 +1,199 @@
+"""The PrometheusRule at render level: alert set, labels and annotations, values wiring, selector scoping,
+pitfall guards. Behaviour over time is proven by promtool in tests/rules/."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+from conftest import CI_DIR, load_yaml
+
+from alert_history_cache import chart
+
+BASE = {**load_yaml(CI_DIR / "default-values.yaml"), "fullnameOverride": "alerthistory"}
+NS = "cache"
+SEL = 'job="alerthistory-redis-metrics",namespace="cache"'
+SPEC_ALERTS = [
+    "RedisDown", "RedisOutOfMemory", "RedisTooManyConnections", "RedisRejectedConnections",
+    "RedisPersistenceFailure", "RedisHighMemoryUsage", "RedisHighConnectionUsage", "RedisSlowQueries",
+    "RedisReplicationLag", "RedisLowHitRate",
+]  # fmt: skip
+EXTRA_ALERTS = ["RedisTargetAbsent", "RedisExporterDown", "RedisAofWriteFailure", "RedisUnsavedChangesGrowing", "RedisOOMErrors"]
+RUNBOOKS = chart.REPO_ROOT / "docs" / "runbooks"
+
+
+def with_(base: dict, **dotted) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in dotted.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def rule_object(render_chart, values=BASE) -> dict:
+    [obj] = render_chart(values, namespace=NS).of_kind("PrometheusRule")
+    return obj
+
+
+def alerts(render_chart, values=BASE) -> dict[str, dict]:
+    obj = rule_object(render_chart, values)
+    return {r["alert"]: r for g in obj["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+
+def key_of(alert: str) -> str:
+    return alert[0].lower() + alert[1:]
+
+
+@pytest.fixture(scope="module")
+def default(render_chart):
+    return alerts(render_chart)
+
+
+def test_the_spec_alerts_and_the_extras_render_by_default(default):
+    assert sorted(default) == sorted(SPEC_ALERTS + EXTRA_ALERTS)
+
+
+def test_labels_and_annotations_of_every_alert(default):
+    base = "https://github.com/alert-history/alert-history-cache/blob/main/docs/runbooks"
+    for name, rule in default.items():
+        assert rule["labels"]["severity"] in ("critical", "warning"), name
+        assert rule["labels"]["component"] == "redis", name
+        ann = rule["annotations"]
+        assert set(ann) == {"summary", "description", "runbook_url"}, name
+        assert ann["summary"].endswith(".") and "{{" not in ann["summary"], name
+        # Prometheus templates survive Helm (escaped in the chart), pod and value in every description.
+        assert "{{ $labels.pod }}" in ann["description"], name
+        assert re.search(r"\{\{ \$value( \| \w+)? \}\}", ann["description"]), name
+        assert ann["runbook_url"] == f"{base}/{name}.md", name
+
+
+def test_every_alert_has_a_runbook_with_the_four_sections(default):
+    for name in default:
+        path = RUNBOOKS / f"{name}.md"
+        assert path.is_file(), f"missing {path}"
+        headings = re.findall(r"^## (\w+)", path.read_text(), flags=re.M)
+        assert headings[:4] == ["Meaning", "Impact", "Diagnosis", "Mitigation"], (name, headings)
+
+
+def test_every_selector_is_scoped_to_the_release(render_chart):
+    obj = rule_object(render_chart)
+    for group in obj["spec"]["groups"]:
+        for rule in group["rules"]:
+            expr = re.sub(r'"[^"]*"', lambda m: m.group(0).replace("{", "").replace("}", ""), rule["expr"])
+            selectors = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", expr)
+            assert selectors, rule
+            for metric, matchers in selectors:
+                assert matchers.startswith(SEL), (rule.get("alert") or rule.get("record"), metric, matchers)
+            # No metric without a selector: every redis_* name and `up` is followed by `{`.
+            bare = re.findall(r"\b(redis_[a-z0-9_]+|up)\b(?!\{)", expr)
+            assert bare == [], (rule.get("alert"), bare)
+
+
+def test_guards_against_the_pitfalls(default):
+    assert f"(redis_memory_max_bytes{{{SEL}}} > 0)" in default["RedisHighMemoryUsage"]["expr"]
+    assert 'maxmemory_policy!~"allkeys-.*"' in default["RedisHighMemoryUsage"]["expr"]
+    for name in ("RedisTooManyConnections", "RedisHighConnectionUsage"):
+        assert f"(redis_config_maxclients{{{SEL}}} > 0)" in default[name]["expr"]
+    assert default["RedisSlowQueries"]["expr"].startswith(f"increase(redis_slowlog_last_id{{{SEL}}}[5m])")
+    assert "slowlog_length" not in default["RedisSlowQueries"]["expr"]
+    assert default["RedisRejectedConnections"]["expr"].startswith("increase(redis_rejected_connections_total")
+    low = default["RedisLowHitRate"]["expr"]
+    assert re.search(r"\) > 10$", low), "the hit rate needs a minimum request rate"
+    assert default["RedisExporterDown"]["expr"] == f"up{{{SEL}}} == 0"
+    assert default["RedisTargetAbsent"]["expr"] == f'absent(up{{{SEL},pod="alerthistory-redis-0"}})'
+    assert 'err="OOM"' in default["RedisOOMErrors"]["expr"]
+
+
+def test_rss_is_judged_against_the_rendered_container_limit(render_chart):
+    for quantity, number in [("512Mi", 536870912), ("1Gi", 1073741824), ("1G", 1000000000)]:
+        values = with_(BASE, **{"valkey.resources.limits.memory": quantity, "valkey.settings.maxmemory": "100mb"})
+        obj = rule_object(render_chart, values)
+        oom = {r["alert"]: r for g in obj["spec"]["groups"] for r in g["rules"] if "alert" in r}["RedisOutOfMemory"]
+        assert oom["expr"] == f"redis_memory_used_rss_bytes{{{SEL}}} / {number} > 0.9"
+        assert quantity in oom["annotations"]["description"]
+        [record] = [r for g in obj["spec"]["groups"] for r in g["rules"] if "record" in r]
+        assert record["record"] == "alerthistory:redis_container_memory_limit_bytes"
+        assert record["expr"] == f"up{{{SEL}}} * 0 + {number}"
+
+
+def test_without_a_memory_limit_there_is_no_rss_alert_and_no_limit_record(render_chart):
+    values = with_(BASE, **{"valkey.resources.limits.memory": None})  # null removes a default in Helm
+    obj = rule_object(render_chart, values)
+    assert "RedisOutOfMemory" not in alerts(render_chart, values)
+    assert [g["name"] for g in obj["spec"]["groups"]] == ["alerthistory-redis.alerts"]
+
+
+def test_conditional_alerts(render_chart):
+    assert "RedisTargetAbsent" not in alerts(render_chart, with_(BASE, **{"valkey.replicas": 0}))
+    no_rdb = with_(BASE, **{"valkey.settings.save": [], "valkey.settings.appendonly": True})
+    assert "RedisUnsavedChangesGrowing" not in alerts(render_chart, no_rdb)
+
+
+@pytest.mark.parametrize("alert", SPEC_ALERTS + EXTRA_ALERTS)
+def test_each_alert_can_be_switched_off(render_chart, default, alert):
+    got = alerts(render_chart, with_(BASE, **{f"monitoring.rules.{key_of(alert)}.enabled": False}))
+    assert sorted(got) == sorted(set(default) - {alert})
+
+
+def test_thresholds_for_and_severity_come_from_values(render_chart):
+    rules = {
+        "redisOutOfMemory": 0.8, "redisHighMemoryUsage": 0.7, "redisTooManyConnections": 0.99,
+        "redisHighConnectionUsage": 0.6, "redisRejectedConnections": 3, "redisUnsavedChangesGrowing": 7200,
+        "redisOOMErrors": 2, "redisSlowQueries": 25, "redisReplicationLag": 45, "redisLowHitRate": 0.25,
+    }  # fmt: skip
+    dotted = {f"monitoring.rules.{k}.threshold": v for k, v in rules.items()}
+    dotted["monitoring.rules.redisLowHitRate.minRequestRate"] = 50
+    dotted["monitoring.rules.redisDown.for"] = "3m"
+    dotted["monitoring.rules.redisDown.severity"] = "warning"
+    dotted["monitoring.prometheusRule.rateWindow"] = "10m"
+    dotted["monitoring.prometheusRule.alertLabels"] = {"team": "alert-history"}
+    got = alerts(render_chart, with_(BASE, **dotted))
+    for key, value in rules.items():
+        alert = key[0].upper() + key[1:]
+        assert re.search(rf"[<>] {re.escape(str(value))}(\n|$)", got[alert]["expr"]), (alert, got[alert]["expr"])
+    assert got["RedisLowHitRate"]["expr"].endswith("> 50")
+    assert (got["RedisDown"]["for"], got["RedisDown"]["labels"]["severity"]) == ("3m", "warning")
+    assert "[10m]" in got["RedisSlowQueries"]["expr"] and "[5m]" not in got["RedisSlowQueries"]["expr"]
+    assert "offset 10m" in got["RedisOOMErrors"]["expr"]
+    assert all(r["labels"]["team"] == "alert-history" for r in got.values())
+
+
+def test_rule_object_metadata_from_values(render_chart):
+    values = with_(
+        BASE,
+        **{
+            "monitoring.prometheusRule.namespace": "monitoring",
+            "monitoring.prometheusRule.labels": {"release": "kube-prometheus-stack"},
+            "monitoring.prometheusRule.evaluationInterval": "15s",
+            "monitoring.runbookBaseUrl": "https://runbooks.example.com/cache/",
+        },
+    )
+    obj = rule_object(render_chart, values)
+    assert obj["metadata"]["namespace"] == "monitoring"
+    assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert {g["interval"] for g in obj["spec"]["groups"]} == {"15s"}
+    rule = obj["spec"]["groups"][0]["rules"][0]
+    assert rule["annotations"]["runbook_url"] == f"https://runbooks.example.com/cache/{rule['alert']}.md"
+    # Whatever namespace the rule object lives in, the expressions select the release namespace.
+    assert SEL in rule["expr"]
+
+
+@pytest.mark.parametrize(
+    "dotted, message",
+    [
+        ({"monitoring.prometheusRule.rateWindow": "45s"}, "rateWindow"),
+        ({"monitoring.rules.redisDown.severity": "page"}, "severity"),
+        ({"monitoring.rules.redisLowHitRate.threshold": 1.5}, "threshold"),
+        ({"monitoring.rules.redisDown.threshold": 1}, "threshold"),
+        ({"monitoring.rules.redisDown.for": "1 minute"}, "for"),
+        ({"monitoring.prometheusRule.alertLabels": {"severity": "page"}}, "severity"),
+        ({"monitoring.runbookBaseUrl": "docs/runbooks"}, "runbookBaseUrl"),
+    ],
+)
+def test_bad_values_fail_the_render(render_chart, dotted, message):
+    with pytest.raises(chart.RenderError, match=message):
+        rule_object(render_chart, with_(BASE, **dotted))
