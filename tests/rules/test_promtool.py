@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import subprocess
 from pathlib import Path
 
@@ -142,3 +143,17 @@ def test_every_test_file_matches_an_alert(rules):
     names = set(alerts(rules)) | {"selectors", "records"}
     for f in TEST_FILES:
         assert f.name.removesuffix(".test.yaml") in names, f.name
+
+
+@needs_promtool
+def test_every_dashboard_target_is_valid_promql(tmp_path):
+    """Each panel query, with Grafana's variables resolved, passes promtool's PromQL parser."""
+    sys.path.insert(0, str(chart.REPO_ROOT))
+    from dashboards import cache_dashboard
+
+    exprs = cache_dashboard.panel_exprs(namespace=NAMESPACE, pod=f"{RELEASE}-redis-0", rate_interval="1m")
+    rules = {"groups": [{"name": "panels", "rules": [{"record": f"panel:{i}", "expr": e} for i, (_, e) in enumerate(exprs)]}]}
+    (tmp_path / "panels.yaml").write_text(yaml.safe_dump(rules))
+    proc = subprocess.run([PROMTOOL, "check", "rules", "panels.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
