@@ -6,6 +6,7 @@ under the fixed name the tests load (RULE_FILE), so the tests cannot drift from 
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import sys
@@ -89,6 +90,7 @@ def test_promtool_test_rules(workdir):
     assert proc.stdout.count("SUCCESS") == len(names), proc.stdout
 
 
+@functools.lru_cache(maxsize=1)
 def _groups() -> list[dict]:
     return [g for f in TEST_FILES for g in yaml.safe_load(f.read_text())["tests"]]
 
