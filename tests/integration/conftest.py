@@ -30,3 +30,73 @@ def engine(request) -> engines.Engine:
 def needs_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("the local stack needs root (network and mount namespaces)")
+
+
+# Probe periods of 1 s keep each stack start near one second; everything else stays as rendered.
+FAST_PROBES = {"valkey": {"probes": {"startup": {"periodSeconds": 1}, "readiness": {"periodSeconds": 1},
+                                     "liveness": {"periodSeconds": 1}}}}
+
+
+def assert_nothing_left(state_dir) -> None:
+    """No process, network namespace, veth or mount of this state dir's stack remains (ip netns list, ip link,
+    /proc/mounts, psutil)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    import psutil
+
+    from alert_history_cache import netns, stack, volumes
+
+    state_dir = Path(state_dir).absolute()
+    assert volumes.mounts_under(state_dir) == [], "mounts left under the state dir"
+    mounts = Path("/proc/mounts").read_text()
+    assert str(state_dir) not in mounts
+    assert stack.processes_of(state_dir) == [], "container processes left"
+    leftovers = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if p.pid != os.getpid() and any(str(state_dir) in a for a in (p.info["cmdline"] or [])):
+            leftovers.append((p.pid, p.info["cmdline"]))
+    assert leftovers == [], f"processes still running: {leftovers}"
+    data = stack.read_state(state_dir)
+    slot = ((data.get("pod") or {}).get("network") or {}).get("slot")
+    if slot:
+        net = netns.PodNetwork(int(slot))
+        owner = netns.owners().get(int(slot), {})
+        if owner.get("state_dir") != str(state_dir):  # free, or reused by another stack since
+            listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+            if not owner:
+                assert net.netns not in listed.split(), f"network namespace {net.netns} left"
+                assert f" {net.host_if}@" not in links and f" {net.host_if}:" not in links, f"veth {net.host_if} left"
+        else:
+            raise AssertionError(f"slot {slot} still allocated to {state_dir}: {json.dumps(owner)}")
+    for rec in data.get("processes", []):
+        if psutil.pid_exists(rec["pid"]):
+            p = psutil.Process(rec["pid"])
+            assert abs(p.create_time() - (rec["create_time"] or 0)) > 0.01, f"{rec} still running"
+
+
+@pytest.fixture
+def make_stack(tmp_path, needs_root):
+    """make_stack(values=..., engine=..., state_dir=..., **LocalStack kwargs) -> a LocalStack (not started),
+    with FAST_PROBES under the given values and monitoring off unless asked; all are stopped at teardown
+    and checked to leave nothing behind."""
+    from alert_history_cache import chart
+    from alert_history_cache.stack import LocalStack
+
+    made = []
+
+    def make(values: dict | None = None, engine: str = "valkey8", state_dir=None, **kwargs):
+        engine_or_skip(engine)
+        kwargs.setdefault("monitoring", False)
+        stack = LocalStack(values=chart.deep_merge(FAST_PROBES, values or {}), engine=engine,
+                           state_dir=state_dir or tmp_path / f"state{len(made)}", **kwargs)
+        made.append(stack)
+        return stack
+
+    yield make
+    for stack in made:
+        stack.stop()
+    for stack in made:
+        assert_nothing_left(stack.state_dir)

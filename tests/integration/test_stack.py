@@ -1,0 +1,160 @@
+"""The local stack boots the rendered pod for real: the application connects to the pod address with its
+password only, probes pass, the pod runs as its user in its own namespaces, no password shows in any command
+line, the volume survives a second `up`, and several stacks run side by side."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+from alert_history_cache import engines
+
+pytestmark = pytest.mark.integration
+
+HOST_PATHS = ["/data", "/scripts", "/etc/valkey", "/etc/valkey-secret", "/run/valkey", "/redis_exporter"]
+
+
+@pytest.mark.parametrize("engine", list(engines.ENGINES))
+def test_up_app_connects_with_password_only_and_probes_pass(make_stack, engine: str) -> None:
+    host_before = {p: os.path.lexists(p) for p in HOST_PATHS}
+    t0 = time.monotonic()
+    stack = make_stack(engine=engine).start()
+    started = time.monotonic() - t0
+    assert started < 10, f"start took {started:.1f}s"
+
+    app = stack.client("default", client_name="alert-history")  # AUTH <password>, no username, as alert-history
+    assert app.set("alert:1", "firing", ex=300)
+    assert app.get("alert:1") == "firing"
+    admin = stack.client("admin")
+    assert [c["user"] for c in admin.client_list() if c["name"] == "alert-history"] == ["default"]
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.flushall()
+
+    status = stack.status()
+    assert status["phase"] == "running"
+    pod = status["pod"]
+    assert pod["ready"] is True
+    server = pod["containers"]["valkey"]
+    assert server["state"] == "running" and server["ready"] and server["restarts"] == 0
+    assert server["probes"]["startup"]["result"] == "success"
+    assert server["probes"]["readiness"]["result"] == "success" and server["probes"]["readiness"]["runs"] >= 1
+    exporter = pod["containers"]["exporter"]
+    assert exporter["ready"] and exporter["probes"]["readiness"]["last_output"] == "HTTP 200"
+
+    # The exporter reaches the server on the pod's localhost and logs in as its ACL user.
+    with socket.create_connection((stack.pod_ip, 9121), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        body = b"".join(iter(lambda: s.recv(65536), b""))
+    assert b"\nredis_up 1" in body
+    # The server's own log is in the state dir; nothing was created on the host's /.
+    assert "Ready to accept connections" in stack.server_log_path.read_text()
+    assert {p: os.path.lexists(p) for p in HOST_PATHS} == host_before
+
+
+def test_containers_run_as_the_pod_user_in_their_own_namespaces(make_stack) -> None:
+    stack = make_stack().start()
+    me = psutil.Process()
+    for name in ("valkey", "exporter"):
+        pid = stack.container(name).pid
+        p = psutil.Process(pid)
+        assert p.uids().real == p.uids().effective == 999
+        assert p.gids().real == 999
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert "CapEff:\t0000000000000000" in status and "CapBnd:\t0000000000000000" in status
+        assert "NoNewPrivs:\t1" in status
+        assert "Groups:\t999" in status
+        for ns in ("net", "mnt", "uts"):
+            assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/{me.pid}/ns/{ns}"), ns
+        assert os.readlink(f"/proc/{pid}/root") == str(stack.state_dir / "containers" / name / "root")
+    # Both containers share the pod's network namespace, as in a pod.
+    assert os.readlink(f"/proc/{stack.container('valkey').pid}/ns/net") == \
+        os.readlink(f"/proc/{stack.container('exporter').pid}/ns/net")
+
+    # Inside: the rendered paths, the pod's hostname and hosts file, a read-only root, the pod's user.
+    out = stack.exec(["/bin/sh", "-c", "id -u; id -G; hostname; ls /etc/valkey; ls /scripts; "
+                      "touch /x 2>&1 || true; touch /data/probe-write && echo data-writable; "
+                      "ls /etc/valkey-secret 2>&1 || true; cat /etc/hosts; ls -ln /run/valkey"]).stdout.decode()
+    lines = out.splitlines()
+    assert lines[0] == "999" and lines[1] == "999" and lines[2] == "alerthistory-redis-0"
+    assert "valkey.conf" in out and "readiness.sh" in out and "data-writable" in out
+    assert "Read-only file system" in out
+    assert "No such file" in out, "the Secret is mounted in the init container only"
+    assert f"{stack.pod_ip}\talerthistory-redis-0.alerthistory-redis-headless.default.svc.cluster.local" in out
+    assert "alerthistory-redis.default.svc.cluster.local" in out
+    acl_line = next(line for line in lines if line.endswith("users.acl"))
+    assert acl_line.startswith("-rw-------") and " 999 " in acl_line
+
+    # The state dir, as the kubelet would leave volumes: Secret 0400 of the pod user, PVC group fsGroup.
+    secret = stack.secret_dir / "password"
+    st = secret.stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o400, 999, 999)
+    assert stack.data_dir.stat().st_gid == 999 and stack.data_dir.stat().st_mode & 0o2070 == 0o2070
+    assert (stack.state_dir / "emptydirs" / "run").resolve().as_posix() in Path("/proc/mounts").read_text()
+
+
+def test_no_password_in_any_command_line_or_log(make_stack) -> None:
+    stack = make_stack().start()
+    passwords = [stack.password(k) for k in ("password", "exporter-password", "admin-password")]
+    passwords.append((stack.state_dir / "emptydirs" / "run" / "probe-password").read_text())
+    assert all(len(p) >= 32 for p in passwords)
+    seen = 0
+    deadline = time.monotonic() + 3  # several probe rounds: probe processes come and go
+    while time.monotonic() < deadline:
+        for p in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(p.info["cmdline"] or [])
+            seen += 1
+            for pw in passwords:
+                assert pw not in cmdline, f"password in the command line of pid {p.pid}"
+        time.sleep(0.05)
+    assert seen > 100
+    for log in (stack.state_dir / "logs").iterdir():
+        text = log.read_text(errors="replace")
+        for pw in passwords:
+            assert pw not in text, f"password in {log}"
+    assert all(pw not in (stack.state_dir / "stack.json").read_text() for pw in passwords)
+
+
+def test_second_up_keeps_the_data(make_stack, tmp_path) -> None:
+    state = tmp_path / "kept"
+    first = make_stack(state_dir=state).start()
+    app = first.client()
+    for i in range(100):
+        app.set(f"group:{i}", f"v{i}")
+    first_ip = first.pod_ip
+    first.stop()
+
+    second = make_stack(state_dir=state).start()
+    app = second.client()
+    assert app.mget([f"group:{i}" for i in range(100)]) == [f"v{i}" for i in range(100)]
+    assert (second.data_dir / "appendonlydir").is_dir()
+    assert second.pod_ip.startswith("10.244.") and first_ip.startswith("10.244.")
+
+
+def test_stacks_run_side_by_side(make_stack) -> None:
+    a, b = make_stack().start(), make_stack(engine="redis7").start()
+    assert a.pod_ip != b.pod_ip and a.pod.net.netns != b.pod.net.netns and a.pod.net.host_if != b.pod.net.host_if
+    a.client().set("where", "a")
+    b.client().set("where", "b")
+    assert (a.client().get("where"), b.client().get("where")) == ("a", "b")
+    assert a.port == b.port == 6379  # rendered ports unchanged in every pod
+
+
+def test_restart_server_creates_a_new_pod_with_the_same_volume(make_stack) -> None:
+    stack = make_stack().start()
+    stack.client().set("timer:1", "x")
+    probe_password = (stack.state_dir / "emptydirs" / "run" / "probe-password").read_text()
+    codes = stack.restart_server()
+    assert codes["valkey"] == 0, "SIGTERM: the server saved and exited cleanly"
+    recovery = stack.wait_ready(30)
+    assert 0 < recovery < 10
+    assert stack.pod.generation == 2
+    assert stack.client().get("timer:1") == "x"
+    assert (stack.state_dir / "emptydirs" / "run" / "probe-password").read_text() != probe_password, \
+        "a new pod gets a new memory emptyDir and the init container runs again"
+    assert stack.status()["pod"]["containers"]["valkey"]["restarts"] == 0
