@@ -19,3 +19,8 @@ def finish(result, json_path: str | None) -> None:
         result.write_json(json_path)
         click.echo(f"results written to {json_path}")
     sys.exit(0 if result.passed else 1)
+
+
+from .cli_load import load  # noqa: E402
+
+drill.add_command(load)
