@@ -42,6 +42,10 @@ from .cli_drill import drill  # noqa: E402
 
 main.add_command(drill)
 
+from .cli_report import report  # noqa: E402
+
+main.add_command(report)
+
 from .cli_stack import down, status, up  # noqa: E402
 
 for _command in (up, down, status):
