@@ -245,7 +245,7 @@ def status(state_dir: Path, as_json: bool) -> None:
         sys.exit(0 if running else 1)
     if not data:
         _fail(f"no stack in {state_dir}")
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)  # pipes and logs get the whole table
     phase = data.get("phase")
     if phase in ("running", "starting", "stopping") and not running:
         phase = f"{phase}, but its process is gone: run `alert-history-cache down --state-dir {state_dir}`"

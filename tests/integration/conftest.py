@@ -100,3 +100,9 @@ def make_stack(tmp_path, needs_root):
         stack.stop()
     for stack in made:
         assert_nothing_left(stack.state_dir)
+
+
+@pytest.fixture
+def nothing_left():
+    """assert_nothing_left(state_dir), for tests that start stacks through the CLI."""
+    return assert_nothing_left
