@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class Monitoring:
         self.alertmanager: HTTPExecutor | None = None
         self.prometheus_port: int | None = None
         self.alertmanager_port: int | None = None
+        self.pod_present = True  # False while the pod is deleted: its Endpoints, hence its targets, are gone
         self._logs = []
 
     # -- configuration --------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ class Monitoring:
                     "scrape_interval": ep.get("interval", self.options.scrape_interval),
                     "metrics_path": ep.get("path", "/metrics"),
                     "scheme": ep.get("scheme", "http"),
-                    "static_configs": self._service_targets(sm, ep),
+                    "static_configs": self._service_targets(sm, ep) if self.pod_present else [],
                     "relabel_configs": self._operator_relabels(sm, ep),
                 }
                 if ep.get("scrapeTimeout"):
@@ -276,6 +278,18 @@ class Monitoring:
         self.prometheus = HTTPExecutor(args, url=f"{self.prometheus_url}/-/ready", method="GET", timeout=60,
                                        stdout=self._log("prometheus"), stderr=subprocess.STDOUT)
         self.prometheus.start()
+
+    def set_pod_present(self, present: bool) -> None:
+        """A deleted pod leaves the Service's Endpoints, so service discovery drops its targets (and `up`
+        goes stale rather than 0); its successor brings them back. Rewrites the config and reloads."""
+        if present == self.pod_present or not self.prometheus:
+            self.pod_present = present
+            return
+        self.pod_present = present
+        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(self.prometheus_config(), sort_keys=False))
+        req = urllib.request.Request(f"{self.prometheus_url}/-/reload", method="POST")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            resp.read()
 
     def pids(self) -> dict[str, int]:
         return {name: ex.process.pid for name, ex in (("prometheus", self.prometheus),

@@ -19,6 +19,8 @@ import os
 import signal
 import threading
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -487,12 +489,16 @@ class LocalStack:
                 while self.container(SERVER_CONTAINER).poll() is None and time.monotonic() < deadline:
                     time.sleep(0.01)
         codes = self.pod.delete()
+        if self.monitoring:
+            self.monitoring.set_pod_present(False)
         self._write_state()
         return codes
 
     def create_pod(self) -> None:
         """The StatefulSet's replacement pod: init containers again, then the containers."""
         self.pod.create()
+        if self.monitoring:
+            self.monitoring.set_pod_present(True)
         self._write_state()
 
     def restart_server(self, sig: int = signal.SIGTERM) -> dict:
@@ -540,6 +546,42 @@ class LocalStack:
         if self.pod:
             self._write_state()
         return read_state(self.state_dir)
+
+    # -- API: monitoring ------------------------------------------------------------------------------
+    def prometheus_api(self, path: str, **params) -> dict:
+        """GET Prometheus' HTTP API (e.g. "query", query="redis_up") and return its `data`."""
+        if not self.prometheus_url:
+            raise StackError("monitoring is not running (monitoring.prometheusEnabled false or --no-monitoring)")
+        url = f"{self.prometheus_url}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.load(resp)
+        if body.get("status") != "success":
+            raise StackError(f"Prometheus {path}: {body}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict]:
+        """Instant query; the result vector."""
+        return self.prometheus_api("query", query=promql)["result"]
+
+    def wait_target_up(self, timeout: float = 30) -> dict:
+        """Wait until Prometheus has scraped the exporter successfully; returns that active target.
+        (Prometheus hands new targets to its scrapers every 5 s, so the first scrape comes a few s after start.)"""
+        deadline = time.monotonic() + timeout
+        targets: list = []
+        while time.monotonic() < deadline:
+            targets = self.prometheus_api("targets", state="active")["activeTargets"]
+            up = [t for t in targets if t["health"] == "up" and t["labels"].get("pod") == self.pod.name]
+            if up:
+                return up[0]
+            time.sleep(0.2)
+        raise TimeoutError(f"no healthy scrape target for pod {self.pod.name} after {timeout}s: {targets}")
+
+    def alertmanager_alerts(self) -> list[dict]:
+        """Alerts Alertmanager has received (API v2)."""
+        with urllib.request.urlopen(f"{self.alertmanager_url}/api/v2/alerts", timeout=10) as resp:
+            return json.load(resp)
 
     @property
     def events(self) -> list[dict]:
