@@ -1,8 +1,11 @@
-"""A real server booted on the chart's rendered config, ACL file and Secret, on 127.0.0.1 and a free port.
+"""Real servers for the security tests, behind one small interface (clients per user, passwords, ACL names):
 
-The pod files come from test_config_boots.write_pod_files (the rendered valkey.conf with the pod paths mapped,
-the Secret as files, the chart's own init-acl.sh run as config-init would). On top of it: clients per user,
-a restart that re-runs config-init from the (possibly changed) Secret files, as a new pod would.
+- RenderedServer: the server booted on the chart's rendered config, ACL file and Secret, on 127.0.0.1 and a
+  free port. The pod files come from test_config_boots.write_pod_files (the rendered valkey.conf with the pod
+  paths mapped, the Secret as files, the chart's own init-acl.sh run as config-init would); restart_pod()
+  re-runs config-init from the (possibly changed) Secret files, as a new pod would.
+- StackServer: the local stack's pod (LocalStack), at its own pod address, with the rendered probes,
+  exporter and config-init running as in Kubernetes.
 """
 
 from __future__ import annotations
@@ -26,15 +29,11 @@ NAME = "alerthistory-redis"
 BASE_VALUES = {"fullnameOverride": "alerthistory"}
 
 
-@dataclass
-class RenderedServer:
-    engine: engines.Engine
-    manifests: chart.Manifests
-    values: dict  # values.yaml merged with the user values
+class ServerAccess:
+    """Clients and passwords; subclasses give host, port, acl, keys, secret() and probe_password."""
+
+    host = "127.0.0.1"
     port: int
-    paths: dict[str, Path]
-    log_path: Path
-    executor: TCPExecutor | None = None
 
     @property
     def acl(self) -> dict:
@@ -43,9 +42,6 @@ class RenderedServer:
     @property
     def keys(self) -> dict:
         return self.values["valkey"]["password"]
-
-    def secret(self, key: str) -> str:
-        return (self.paths["secret"] / key).read_text()
 
     @property
     def app_password(self) -> str:
@@ -59,14 +55,10 @@ class RenderedServer:
     def admin_password(self) -> str:
         return self.secret(self.keys["adminSecretKey"])
 
-    @property
-    def probe_password(self) -> str:
-        return (self.paths["run"] / "probe-password").read_text()
-
     def client(self, username: str | None = None, password: str | None = None, **kwargs) -> redis.Redis:
         """A client that authenticates like go-redis with REDIS_PASSWORD only (no username) unless one is given."""
-        return redis.Redis(host="127.0.0.1", port=self.port, username=username, password=password,
-                           socket_timeout=10, **kwargs)
+        kwargs.setdefault("socket_timeout", 10)
+        return redis.Redis(host=self.host, port=self.port, username=username, password=password, **kwargs)
 
     def app(self, **kwargs) -> redis.Redis:
         return self.client(password=self.app_password, **kwargs)
@@ -76,6 +68,57 @@ class RenderedServer:
 
     def exporter(self, **kwargs) -> redis.Redis:
         return self.client(self.acl["exporterUser"], self.exporter_password, **kwargs)
+
+
+class StackServer(ServerAccess):
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.values = stack.full_values
+        self.host = stack.pod_ip
+        self.port = stack.port
+        self.manifests = stack.manifests
+
+    def secret(self, key: str) -> str:
+        return self.stack.password(key)
+
+    @property
+    def probe_password(self) -> str:
+        return (self.stack.state_dir / "emptydirs" / "run" / "probe-password").read_text()
+
+
+@contextlib.contextmanager
+def stack_server(engine_name: str, state_dir: Path, values: dict | None = None) -> Iterator[StackServer]:
+    """A started LocalStack (fast probes, no Prometheus) that is stopped and checked to leave nothing behind."""
+    from alert_history_cache.stack import LocalStack
+
+    from .conftest import FAST_PROBES, assert_nothing_left
+
+    stack = LocalStack(values=chart.deep_merge(FAST_PROBES, values or {}), engine=engine_name,
+                       state_dir=state_dir, monitoring=False)
+    try:
+        stack.start()
+        yield StackServer(stack)
+    finally:
+        stack.stop()
+    assert_nothing_left(state_dir)
+
+
+@dataclass
+class RenderedServer(ServerAccess):
+    engine: engines.Engine
+    manifests: chart.Manifests
+    values: dict  # values.yaml merged with the user values
+    port: int
+    paths: dict[str, Path]
+    log_path: Path
+    executor: TCPExecutor | None = None
+
+    def secret(self, key: str) -> str:
+        return (self.paths["secret"] / key).read_text()
+
+    @property
+    def probe_password(self) -> str:
+        return (self.paths["run"] / "probe-password").read_text()
 
     def write_secret(self, key: str, value: str | None) -> None:
         """Change the mounted Secret as `kubectl apply` of the Secret would; None removes the key."""
@@ -87,12 +130,26 @@ class RenderedServer:
             path.write_text(value)
             path.chmod(0o400)
 
+    @property
+    def exporter_addr(self) -> str:
+        """The exporter's REDIS_ADDR (the pod's redis://127.0.0.1:6379) mapped to this server."""
+        return f"redis://127.0.0.1:{self.port}"
+
     def run_config_init(self, run_dir: Path | None = None) -> subprocess.CompletedProcess:
-        """The chart's init-acl.sh, with the pod paths pointed at this server's dirs (or another run dir)."""
+        """The chart's init-acl.sh with the rendered config-init env, the pod paths pointed at this server's dirs
+        (or another run dir)."""
+        sts = self.manifests.get("StatefulSet", NAME)
+        (init,) = sts["spec"]["template"]["spec"]["initContainers"]
+        env = {e["name"]: e["value"] for e in init.get("env", [])}
+        if "EXPORTER_REDIS_ADDR" in env:
+            assert env["EXPORTER_REDIS_ADDR"] == "redis://127.0.0.1:6379"
+            env["EXPORTER_REDIS_ADDR"] = self.exporter_addr
+        self.paths.setdefault("exporter", self.paths["run"].parent / "exporter-run").mkdir(mode=0o700, exist_ok=True)
         return subprocess.run(
             ["/bin/sh", str(self.paths["scripts"] / "init-acl.sh")],
-            env={"PATH": "/usr/bin:/bin", "SECRET_DIR": str(self.paths["secret"]),
-                 "RUN_DIR": str(run_dir or self.paths["run"]), "ACL_TEMPLATE": str(self.paths["etc"] / "users.acl.tpl")},
+            env={**env, "PATH": "/usr/bin:/bin", "SECRET_DIR": str(self.paths["secret"]),
+                 "RUN_DIR": str(run_dir or self.paths["run"]), "ACL_TEMPLATE": str(self.paths["etc"] / "users.acl.tpl"),
+                 "EXPORTER_DIR": str(self.paths["exporter"])},
             check=True, capture_output=True, text=True,
         )
 
@@ -132,6 +189,7 @@ def rendered_server(engine: engines.Engine, root: Path, values: dict | None = No
                             values=chart.deep_merge(chart.default_values(), user_values),
                             port=port, paths=pod["paths"], log_path=root / "server.log")
     try:
+        server.run_config_init()  # again, with the rendered config-init env (the exporter's password file)
         server.start()
         yield server
     finally:

@@ -52,30 +52,36 @@ def used_metrics(manifests) -> set[str]:
     return names
 
 
-def exporter_env(manifests, server, user: str, password: str, listen: str) -> dict:
-    """The rendered exporter container's env, with the pod's addresses mapped to this machine."""
+def exporter_env(manifests, server, password_file, listen: str, user: str | None = None) -> dict:
+    """The rendered exporter container's env, with the pod's addresses and paths mapped to this machine."""
     sts = manifests.get("StatefulSet", NAME)
     (container,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "exporter"]
-    env = {}
-    for item in container["env"]:
-        if "value" in item:
-            env[item["name"]] = item["value"]
-        else:
-            ref = item["valueFrom"]["secretKeyRef"]
-            env[item["name"]] = server.secret(ref["key"])
+    assert all("valueFrom" not in item for item in container["env"]), "no secret in the exporter's environment"
+    env = {item["name"]: item["value"] for item in container["env"]}
     assert env["REDIS_ADDR"] == "redis://127.0.0.1:6379" and env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] == ":9121"
-    assert env["REDIS_USER"] == server.acl["exporterUser"] and env["REDIS_PASSWORD"] == server.exporter_password
-    env.update(REDIS_ADDR=f"redis://127.0.0.1:{server.port}", REDIS_EXPORTER_WEB_LISTEN_ADDRESS=listen,
-               REDIS_USER=user, REDIS_PASSWORD=password)
+    assert env["REDIS_USER"] == server.acl["exporterUser"]
+    assert env["REDIS_PASSWORD_FILE"] == "/run/exporter/password.json"
+    assert {"name": "exporter-run", "mountPath": "/run/exporter", "readOnly": True} in container["volumeMounts"]
+    env.update(REDIS_ADDR=server.exporter_addr, REDIS_EXPORTER_WEB_LISTEN_ADDRESS=listen,
+               REDIS_PASSWORD_FILE=str(password_file))
+    if user:
+        env["REDIS_USER"] = user
     return env
 
 
-def scrape_families(manifests, server, user: str, password: str, tmp_path) -> tuple[set[str], str]:
+def scrape_families(manifests, server, tmp_path, user: str | None = None, password: str | None = None
+                    ) -> tuple[set[str], str]:
+    """One scrape of the real exporter: as the exporter user with the password file config-init wrote, or as
+    another user with a password file of the same format."""
+    password_file = server.paths["exporter"] / "password.json"
+    if user:
+        password_file = tmp_path / f"password-{user}.json"
+        password_file.write_text(json.dumps({server.exporter_addr: password}))
     port = port_for.select_random()
     listen = f"127.0.0.1:{port}"
-    log = (tmp_path / f"exporter-{user}.log").open("w")
+    log = (tmp_path / f"exporter-{user or 'exporter'}.log").open("w")
     exporter = HTTPExecutor([str(engines.EXPORTER.binary)], url=f"http://{listen}/metrics", timeout=30,
-                            envvars=exporter_env(manifests, server, user, password, listen),
+                            envvars=exporter_env(manifests, server, password_file, listen, user),
                             stdout=log, stderr=subprocess.STDOUT)
     with exporter:
         body = urllib.request.urlopen(f"http://{listen}/metrics", timeout=10).read().decode()
@@ -107,10 +113,9 @@ def test_exporter_user_exports_every_family(server, tmp_path):
     app.ping()
     admin.config_set("slowlog-log-slower-than", server.values["valkey"]["settings"]["slowlogThreshold"])
 
-    as_admin, _ = scrape_families(server.manifests, server, server.acl["adminUser"], server.admin_password, tmp_path)
+    as_admin, _ = scrape_families(server.manifests, server, tmp_path, server.acl["adminUser"], server.admin_password)
     admin.acl_log_reset()
-    as_user, body = scrape_families(server.manifests, server, server.acl["exporterUser"], server.exporter_password,
-                                    tmp_path)
+    as_user, body = scrape_families(server.manifests, server, tmp_path)
 
     assert len(as_admin) > 100, sorted(as_admin)
     assert as_user == as_admin, {"missing as exporter": sorted(as_admin - as_user),
@@ -138,8 +143,8 @@ def test_a_narrower_user_loses_families(server, tmp_path):
     shows the refusals, so the comparison above can fail."""
     admin = server.admin()
     admin.acl_setuser("narrow", enabled=True, passwords=["+narrow-password-for-test"], commands=["-@all", "+info"])
-    as_admin, _ = scrape_families(server.manifests, server, server.acl["adminUser"], server.admin_password, tmp_path)
-    as_narrow, _ = scrape_families(server.manifests, server, "narrow", "narrow-password-for-test", tmp_path)
+    as_admin, _ = scrape_families(server.manifests, server, tmp_path, server.acl["adminUser"], server.admin_password)
+    as_narrow, _ = scrape_families(server.manifests, server, tmp_path, "narrow", "narrow-password-for-test")
     assert {"redis_config_maxclients", "redis_slowlog_last_id", "redis_slowlog_length"} <= as_admin - as_narrow
     refused = {e["object"] for e in admin.acl_log(count=1000) if e["username"] == "narrow"}
     assert {"config|get", "slowlog|get", "slowlog|len", "latency|latest"} <= refused

@@ -1,11 +1,13 @@
-"""ACL users on a real server booted from the rendered config: a table of commands by user.
+"""ACL users on the local stack (the rendered pod: config-init, probes and exporter running): a table of
+commands by user, on Valkey 8.1, Valkey 9.1 and Redis 7.0.
 
-Every allowed command must work and every forbidden one must be refused with NOPERM, on each engine.
-The server runs the chart's own ACL file, written by the chart's init-acl.sh from the rendered Secret.
+Every allowed command must work and every forbidden one must be refused with NOPERM. The server runs the
+chart's own ACL file, written by the chart's init-acl.sh from the rendered Secret.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -13,7 +15,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .rendered_server import rendered_server
+from .conftest import ALL_ENGINES, engine_or_skip
+from .rendered_server import rendered_server, stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -116,21 +119,25 @@ def check_table(connect, allowed, forbidden) -> list[str]:
     return problems
 
 
-@pytest.fixture
-def server(engine, tmp_path):
-    with rendered_server(engine, tmp_path) as s:
+@pytest.fixture(scope="module", params=ALL_ENGINES)
+def server(request, tmp_path_factory):
+    """One local stack per engine for the module: the rendered pod with config-init, probes and exporter."""
+    if os.geteuid() != 0:
+        pytest.skip("the local stack needs root (network and mount namespaces)")
+    engine_or_skip(request.param)
+    with stack_server(request.param, tmp_path_factory.mktemp(f"stack-{request.param}")) as s:
         yield s
 
 
-def raw(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+def raw(host: str, port: int, payload: bytes) -> bytes:
+    with socket.create_connection((host, port), timeout=5) as sock:
         sock.sendall(payload)
         return sock.recv(4096)
 
 
 def test_unauthenticated_client_gets_noauth(server):
     for command in (b"GET group:1\r\n", b"PING\r\n", b"CONFIG GET *\r\n", b"FLUSHALL\r\n", b"KEYS *\r\n"):
-        assert raw(server.port, command).startswith(b"-NOAUTH"), command
+        assert raw(server.host, server.port, command).startswith(b"-NOAUTH"), command
     # A wrong password is refused as well; nothing was flushed by the attempts above.
     once = Retry(NoBackoff(), 0)
     with pytest.raises(redis.AuthenticationError):
@@ -195,7 +202,7 @@ def test_every_denial_is_in_the_acl_log(server):
 @pytest.mark.parametrize("engine", ["valkey8", "redis7"], indirect=True)
 def test_key_patterns_confine_the_application(engine, tmp_path):
     patterns = ["group:*", "lock:*"]
-    with rendered_server(engine, tmp_path, {"valkey": {"acl": {"keyPatterns": patterns}}}) as server:
+    with rendered_server(engine, tmp_path, {"valkey": {"acl": {"keyPatterns": patterns}}}) as server:  # fast boot
         app = server.app()
         assert app.set("group:1", "v") and app.set("lock:1", "t")
         assert app.mget("group:1", "lock:1") == [b"v", b"t"]

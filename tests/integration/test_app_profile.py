@@ -1,5 +1,5 @@
 """The alert-history application's command profile, replayed with password-only AUTH (as go-redis v9 sends
-it with REDIS_ADDR + REDIS_PASSWORD) against real servers booted from the rendered config.
+it with REDIS_ADDR + REDIS_PASSWORD) against the local stack's pod on Valkey 8.1, Valkey 9.1 and Redis 7.0.
 
 Every command the application uses must succeed, including a WATCH/MULTI/EXEC conflict and both Lua lock
 scripts; the dangerous commands are refused; afterwards the server's ACL LOG holds no other refusal.
@@ -7,6 +7,7 @@ scripts; the dangerous commands are refused; afterwards the server's ACL LOG hol
 
 from __future__ import annotations
 
+import os
 import hashlib
 import socket
 import threading
@@ -14,7 +15,8 @@ import threading
 import pytest
 import redis
 
-from .rendered_server import rendered_server
+from .conftest import ALL_ENGINES, engine_or_skip
+from .rendered_server import stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +63,18 @@ def go_redis_handshake(sock: socket.socket, password: str) -> bytes:
     return data
 
 
-@pytest.fixture
-def server(engine, tmp_path):
-    with rendered_server(engine, tmp_path) as s:
+@pytest.fixture(scope="module", params=ALL_ENGINES)
+def server(request, tmp_path_factory):
+    """One local stack per engine for the module: the rendered pod with config-init, probes and exporter."""
+    if os.geteuid() != 0:
+        pytest.skip("the local stack needs root (network and mount namespaces)")
+    engine_or_skip(request.param)
+    with stack_server(request.param, tmp_path_factory.mktemp(f"stack-{request.param}")) as s:
         yield s
 
 
 def test_go_redis_connection_handshake(server):
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
         reply = go_redis_handshake(sock, server.app_password)
         assert reply.startswith(b"%"), reply[:200]  # HELLO 3 answered with a RESP3 map: authenticated
         assert reply.endswith(b"+PONG\r\n"), reply[-200:]
@@ -81,6 +87,7 @@ def test_go_redis_connection_handshake(server):
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_application_profile_replay(server, protocol):
     admin = server.admin()
+    admin.flushall()  # one stack serves the module: start from an empty cache
     admin.acl_log_reset()
     # REDIS_PASSWORD only: redis-py then sends AUTH <password> (RESP2) or HELLO 3 AUTH default <password>.
     app = server.app(protocol=protocol, client_name="alert-history", decode_responses=True)

@@ -62,7 +62,9 @@ def test_existing_secret_renders_no_secret_and_is_referenced(render_chart):
         for e in c.get("env", [])
         if "secretKeyRef" in e.get("valueFrom", {})
     }
-    assert ("StatefulSet", "REDIS_PASSWORD", p["existingSecret"], p["exporterSecretKey"]) in refs
+    # The exporter's password reaches it as a file that config-init writes from the mounted Secret.
+    init_env = {e["name"]: e["value"] for e in pod["spec"]["initContainers"][0]["env"]}
+    assert init_env["EXPORTER_SECRET_KEY"] == p["exporterSecretKey"]
     # Every reference (the helm test pod's too) points at the given Secret and one of its keys.
     assert {r[2] for r in refs} == {p["existingSecret"]}
     assert {r[3] for r in refs} <= {p["secretKey"], p["exporterSecretKey"], p["adminSecretKey"]}
@@ -97,7 +99,10 @@ def test_key_names_reach_the_acl_template_and_the_exporter(custom):
     exporter = next(c for c in custom.get("StatefulSet", "alerthistory-redis")["spec"]["template"]["spec"]["containers"]
                     if c["name"] == "exporter")
     env = {e["name"]: e for e in exporter["env"]}
-    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "alerthistory-redis", "key": "exp.pw"}
+    # No secret in the exporter's environment: config-init writes its password file from the key.
+    assert "REDIS_PASSWORD" not in env and env["REDIS_PASSWORD_FILE"]["value"] == "/run/exporter/password.json"
+    init = custom.get("StatefulSet", "alerthistory-redis")["spec"]["template"]["spec"]["initContainers"][0]
+    assert {"name": "EXPORTER_SECRET_KEY", "value": "exp.pw"} in init["env"]
     assert env["REDIS_USER"]["value"] == "exporter"
 
 

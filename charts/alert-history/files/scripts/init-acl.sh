@@ -48,3 +48,36 @@ while IFS= read -r line || [ -n "$line" ]; do
 done < "$template" > "$run_dir/users.acl.new"
 mv "$run_dir/users.acl.new" "$run_dir/users.acl"
 echo "config-init: wrote $(wc -l < "$run_dir/users.acl") ACL users"
+
+# The exporter reads its password from a file, not from its environment: redis_exporter's
+# REDIS_PASSWORD_FILE is JSON {"<REDIS_ADDR>": "<password>"}, written here into the exporter's own
+# memory-backed volume. printf is a shell builtin, so no byte of the password becomes a process argument.
+json_string_of_stdin() {
+  printf '"'
+  for byte in $(od -An -v -tx1); do
+    case "$byte" in
+      22) printf '\\"' ;;
+      5c) printf '\\\\' ;;
+      [01]?|7f) printf '\\u00%s' "$byte" ;;
+      *) printf "\\$(printf '%03o' "0x$byte")" ;;
+    esac
+  done
+  printf '"'
+}
+
+if [ -n "${EXPORTER_SECRET_KEY:-}" ]; then
+  exporter_dir=${EXPORTER_DIR:-/run/exporter}
+  if [ ! -s "$secret_dir/$EXPORTER_SECRET_KEY" ]; then
+    echo "config-init: key '$EXPORTER_SECRET_KEY' is missing or empty in the Secret mounted at $secret_dir" >&2
+    exit 1
+  fi
+  {
+    printf '{'
+    printf '%s' "$EXPORTER_REDIS_ADDR" | json_string_of_stdin
+    printf ': '
+    json_string_of_stdin < "$secret_dir/$EXPORTER_SECRET_KEY"
+    printf '}\n'
+  } > "$exporter_dir/password.json.new"
+  mv "$exporter_dir/password.json.new" "$exporter_dir/password.json"
+  echo "config-init: wrote the exporter's password file"
+fi
