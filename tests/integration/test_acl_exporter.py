@@ -1,14 +1,16 @@
 """The exporter user has exactly what redis_exporter needs.
 
-The real redis_exporter runs with the rendered container's env (REDIS_ADDR, REDIS_USER, REDIS_PASSWORD from
-the Secret) against a server booted from the rendered config, once as the exporter user and once as admin.
-Both must export the same metric families, the server's ACL LOG must hold no refusal of the exporter, and
-every metric the rules and the dashboard query must be there (replication metrics need a replica).
+The real redis_exporter runs with the rendered container's env (REDIS_ADDR, REDIS_USER, and REDIS_PASSWORD_FILE
+written by config-init from the Secret) against a server booted from the rendered config, once as the exporter
+user and once as admin; and on the local stack, the pod's own exporter against a host-run one as admin. Both
+must export the same metric families, the server's ACL LOG must hold no refusal of the exporter, and every
+metric the rules and the dashboard query must be there (replication metrics need a replica).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import urllib.request
@@ -20,7 +22,8 @@ from mirakuru import HTTPExecutor
 
 from alert_history_cache import engines
 
-from .rendered_server import NAME, rendered_server
+from .conftest import engine_or_skip
+from .rendered_server import NAME, rendered_server, stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +151,43 @@ def test_a_narrower_user_loses_families(server, tmp_path):
     assert {"redis_config_maxclients", "redis_slowlog_last_id", "redis_slowlog_length"} <= as_admin - as_narrow
     refused = {e["object"] for e in admin.acl_log(count=1000) if e["username"] == "narrow"}
     assert {"config|get", "slowlog|get", "slowlog|len", "latency|latest"} <= refused
+
+
+@pytest.mark.parametrize("engine_name", ["valkey8", "redis7"])
+def test_stack_exporter_as_its_user_exports_every_family(engine_name, tmp_path):
+    """On the local stack: the pod's own exporter (rendered env, password file from config-init, exporter user)
+    against a host-run exporter as admin, both scraping the pod."""
+    if os.geteuid() != 0:
+        pytest.skip("the local stack needs root (network and mount namespaces)")
+    engine_or_skip(engine_name)
+    try:
+        engines.EXPORTER.binary
+    except engines.MissingBinary as exc:
+        pytest.skip(str(exc))
+    with stack_server(engine_name, tmp_path / "state") as server:
+        admin = server.admin()
+        app = server.app()
+        app.set("group:1", "v")
+        app.get("group:1")
+        app.get("group:missing")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app.flushall()
+        admin.acl_log_reset()
+        pod_metrics = server.stack.endpoints()["metrics"]
+        body = urllib.request.urlopen(pod_metrics, timeout=10).read().decode()
+        as_user = {line.split()[2] for line in body.splitlines() if line.startswith("# TYPE redis_")}
+        assert re.search(r"^redis_up 1$", body, re.M), "the pod's exporter authenticates as its user"
+
+        addr = f"redis://{server.host}:{server.port}"
+        password_file = tmp_path / "admin.json"
+        password_file.write_text(json.dumps({addr: server.admin_password}))
+        listen = f"127.0.0.1:{port_for.select_random()}"
+        env = {"REDIS_ADDR": addr, "REDIS_USER": server.acl["adminUser"], "REDIS_PASSWORD_FILE": str(password_file),
+               "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": listen}
+        with HTTPExecutor([str(engines.EXPORTER.binary)], url=f"http://{listen}/metrics", timeout=30, envvars=env):
+            admin_body = urllib.request.urlopen(f"http://{listen}/metrics", timeout=10).read().decode()
+        as_admin = {line.split()[2] for line in admin_body.splitlines() if line.startswith("# TYPE redis_")}
+
+        assert as_user == as_admin, {"missing as exporter": sorted(as_admin - as_user)}
+        assert [e for e in admin.acl_log(count=1000) if e["username"] == server.acl["exporterUser"]] == []
+        assert used_metrics(server.manifests) - as_user - set(CONDITIONAL) == set()
