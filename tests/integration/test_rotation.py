@@ -1,22 +1,29 @@
-"""Password rotation, on real servers booted from the rendered config (docs/security.md, "Rotating a password").
+"""Password rotation (docs/security.md, "Rotating a password"), on servers booted from the rendered config and
+on the local stack.
 
 Two paths:
 - Secret keys `<key>-next` (valkey.password.*Next or the existing Secret): config-init accepts both passwords,
   so clients with either work across the pod restart that applies the Secret; then the old one is dropped.
 - Live, without any restart: the admin adds the new hash with ACL SETUSER and ACL SAVE, clients move, the old
-  hash is removed; the Secret is updated alongside so that any later pod start agrees.
+  hash is removed; the Secret is updated alongside so that any later pod start agrees. On the local stack the
+  doc's own `admin` helper runs inside the server container.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .rendered_server import rendered_server
+from alert_history_cache.chart import REPO_ROOT
+
+from .conftest import engine_or_skip
+from .rendered_server import rendered_server, stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +159,52 @@ def test_live_rotation_without_restart(engine, tmp_path):
         server.write_secret("password-next", None)
         server.restart_pod()
         assert logins(server, NEW)["default"] and not logins(server, OLD)["default"]
+
+
+def documented_admin_script() -> str:
+    """The `admin` helper of docs/security.md's rotation procedure, verbatim (a doc that drifts fails here)."""
+    doc = (REPO_ROOT / "docs" / "security.md").read_text()
+    match = re.search(r"sh -c \\\n\s*'(REDISCLI_AUTH=\$\(cat\);[^']*)'", doc)
+    assert match, "docs/security.md no longer has the admin helper"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("engine_name", ["valkey8", "redis7"])
+def test_documented_live_procedure_on_the_stack(engine_name, tmp_path):
+    """Steps 3 and 5 of docs/security.md, run inside the pod's server container as `kubectl exec -i` would,
+    the admin password on stdin: the new password works beside the old, then alone, and the pod never restarts."""
+    if os.geteuid() != 0:
+        pytest.skip("the local stack needs root (network and mount namespaces)")
+    engine_or_skip(engine_name)
+    script = documented_admin_script()
+    cli = "redis-cli" if engine_name == "redis7" else "valkey-cli"
+    with stack_server(engine_name, tmp_path / "state", {"valkey": {"password": OLD}}) as server:
+        acl = server.acl
+
+        def admin(*args: str) -> str:
+            proc = server.stack.container("valkey").exec(["sh", "-c", script, cli, acl["adminUser"], *args],
+                                                         timeout=30, input=server.admin_password.encode())
+            assert proc.returncode == 0, proc.stdout
+            return proc.stdout.decode()
+
+        pid = server.stack.server_pid
+        assert logins(server, NEW)["default"] is False
+        for user in ("default", acl["applicationUser"]):
+            assert admin("ACL", "SETUSER", user, f"#{sha(NEW['application'])}").strip() == "OK"
+        assert admin("ACL", "SAVE").strip() == "OK"
+        assert logins(server, OLD)["default"] and logins(server, NEW)["default"]
+        assert logins(server, NEW)[acl["applicationUser"]]
+        old_client = server.client(password=OLD["application"], retry=Retry(NoBackoff(), 0))
+        old_client.ping()
+
+        for user in ("default", acl["applicationUser"]):
+            assert admin("ACL", "SETUSER", user, f"!{sha(OLD['application'])}").strip() == "OK"
+        admin("ACL", "SAVE")
+        admin("CLIENT", "KILL", "USER", "default")
+        assert not logins(server, OLD)["default"] and logins(server, NEW)["default"]
+        with pytest.raises((redis.ConnectionError, redis.AuthenticationError)):
+            old_client.ping()
+        getuser = admin("ACL", "GETUSER", "default").split("\n")
+        hashes = getuser[getuser.index("passwords") + 1:getuser.index("commands")]
+        assert hashes == [sha(NEW["application"])], "one password hash left, the new one"
+        assert server.stack.server_pid == pid, "the server never restarted"
