@@ -105,7 +105,7 @@ def up(values_files, sets, engine, state_dir, secret_files, monitoring, detach, 
         require_root()
     except StackError as exc:
         _fail(str(exc))
-    state_dir = state_dir.absolute()
+    state_dir = state_dir.resolve()
     if supervised:
         request = json.loads((state_dir / REQUEST_FILE).read_text())
         (state_dir / REQUEST_FILE).unlink()
@@ -202,7 +202,7 @@ def down(state_dir: Path, timeout: float | None) -> None:
         require_root()
     except StackError as exc:
         _fail(str(exc))
-    state_dir = state_dir.absolute()
+    state_dir = state_dir.resolve()
     data = read_state(state_dir)
     if is_running(state_dir):
         pid = (data.get("supervisor") or {}).get("pid")
@@ -237,7 +237,7 @@ def _grace(data: dict) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Print stack.json (with a `running` field).")
 def status(state_dir: Path, as_json: bool) -> None:
     """Each container: state, readiness, restarts and probe results; the endpoints. Exit 1 if not running."""
-    state_dir = state_dir.absolute()
+    state_dir = state_dir.resolve()
     data = read_state(state_dir)
     running = is_running(state_dir)
     if as_json:

@@ -121,17 +121,22 @@ class Container:
 
     def stop(self, grace: float) -> int | None:
         """SIGTERM to the main process; SIGKILL to the whole container after `grace` seconds."""
-        if self._proc is None:
+        proc, executor = self._proc, self.executor  # this incarnation, even if a restart replaces them meanwhile
+        if proc is None:
             return None
-        self.signal(signal.SIGTERM)
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self.poll() is None:
+        while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.02)
-        if self.executor:
+        if executor:
             # SIGKILL to the process group and to any stray child that carries mirakuru's marker.
-            self.executor.kill(wait=True, sig=signal.SIGKILL)
-        self._proc.wait()
-        return self.poll()
+            executor.kill(wait=True, sig=signal.SIGKILL)
+        proc.wait()
+        return proc.poll()
 
     def reap(self) -> None:
         """Forget an ended incarnation: stray children are killed, the log is closed."""

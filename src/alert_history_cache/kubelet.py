@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import http.client
+import signal
 import socket
 import threading
 import time
@@ -110,6 +111,7 @@ class Kubelet:
                        for k, spec in c.spec.probes.items()}) for name, c in self.containers.items()}
         self._backoffs = {name: Backoff(*backoff) for name in self.containers}
         self._restart_due: dict[str, float] = {}
+        self._killers: dict[str, threading.Thread] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._triggers = {(n, k): threading.Event() for n in self.containers for k in KINDS}
@@ -129,14 +131,21 @@ class Kubelet:
             for kind in c.spec.probes:
                 self._spawn(self._probe_worker, f"probe-{name}-{kind}", name, kind)
 
-    def stop(self) -> dict[str, int | None]:
-        """Stop probing, then stop every container in parallel within the grace period."""
+    def stop(self, signals: dict[str, int] | None = None) -> dict[str, int | None]:
+        """Stop probing and restarting, send `signals` (container -> signal, e.g. a hard kill) if given, then
+        stop every container in parallel within the grace period."""
         self._stop.set()
         for trigger in self._triggers.values():  # wake the workers sleeping until their next period
             trigger.set()
         for t in self._threads:
             t.join(timeout=max(10.0, max((p.timeout for s in self.status.values() for p in s.probes.values()),
                                          default=1) + 5))
+        for name, sig in (signals or {}).items():
+            c = self.containers[name]
+            if c.signal(sig) and sig == signal.SIGKILL:
+                deadline = time.monotonic() + 5
+                while c.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
         codes: dict[str, int | None] = {}
 
         def stop_one(name: str) -> None:
@@ -171,8 +180,10 @@ class Kubelet:
                 return
             st.killing = True
         self._event(name, "Killing", f"Container {name} {reason}, will be restarted")
-        threading.Thread(target=self.containers[name].stop, args=(self.grace,), daemon=True,
-                         name=f"kill-{name}").start()
+        killer = threading.Thread(target=self.containers[name].stop, args=(self.grace,), daemon=True,
+                                  name=f"kill-{name}")
+        self._killers[name] = killer
+        killer.start()
 
     def trigger(self, name: str, kind: str) -> None:
         self._triggers[(name, kind)].set()
@@ -230,6 +241,9 @@ class Kubelet:
                         self._event(name, "Died", f"container exited: {st.last_exit}")
                     elif st.state == "terminated" and name in self._restart_due:
                         due = self._restart_due[name]
+                        killer = self._killers.get(name)
+                        if killer is not None and killer.is_alive():
+                            continue  # the kill (SIGKILL of stray children) is still finishing
                         if time.time() >= due:
                             del self._restart_due[name]
                             c.reap()
@@ -242,7 +256,12 @@ class Kubelet:
                         continue
                     self._update_ready()
                 if st.state == "terminated" and name not in self._restart_due and not self._stop.is_set():
-                    self._start_container(name, note=f" (restart {restart_no})")
+                    try:
+                        self._start_container(name, note=f" (restart {restart_no})")
+                    except Exception as exc:  # noqa: BLE001 - retried with back-off, like a failed CreateContainer
+                        self._event(name, "Failed", f"could not start container {name}: {exc}")
+                        with self._lock:
+                            self._restart_due[name] = self._backoffs[name].next_start(time.time())
                 elif changed:
                     self._on_change()
 

@@ -185,13 +185,12 @@ class LocalPod:
             raise PodStartError(f"init container {spec.name} failed (exit {code}); last lines of "
                                 f"{spec.log_path}:\n" + "\n".join(tail))
 
-    def delete(self, grace: float | None = None) -> dict:
-        """Stop the containers (SIGTERM, SIGKILL after the grace period); the network and volume stay."""
+    def delete(self, signals: dict[str, int] | None = None) -> dict:
+        """Stop the containers (`signals` first if given, then SIGTERM, SIGKILL after the grace period); the
+        network and volume stay."""
         codes = {}
         if self.kubelet:
-            if grace is not None:
-                self.kubelet.grace = grace
-            codes = self.kubelet.stop()
+            codes = self.kubelet.stop(signals)
         self.volumes.reset_ephemeral()
         return codes
 

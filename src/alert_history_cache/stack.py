@@ -157,7 +157,7 @@ class LocalStack:
                  namespace: str = chart.DEFAULT_NAMESPACE, ready_timeout: float | None = None):
         self.engine_name = engine
         self.engine = engines.get(engine)
-        self.state_dir = Path(state_dir).absolute()
+        self.state_dir = Path(state_dir).resolve()  # /proc/<pid>/root shows resolved paths
         self.user_values = copy.deepcopy(values or {})
         self.values = chart.deep_merge(base_values(engine), self.user_values)
         self.secret_files = dict(secret_files or {})
@@ -482,13 +482,7 @@ class LocalStack:
         """Delete the pod: SIGTERM and the grace period (or `sig`, e.g. SIGKILL, sent to the server first), the
         emptyDirs emptied. The volume, address and state dir stay; create_pod() brings up its successor."""
         self._disrupted_at = time.monotonic()
-        if sig != signal.SIGTERM:
-            self.container(SERVER_CONTAINER).signal(sig)
-            if sig == signal.SIGKILL:
-                deadline = time.monotonic() + 5
-                while self.container(SERVER_CONTAINER).poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.01)
-        codes = self.pod.delete()
+        codes = self.pod.delete({SERVER_CONTAINER: sig} if sig != signal.SIGTERM else None)
         if self.monitoring:
             self.monitoring.set_pod_present(False)
         self._write_state()

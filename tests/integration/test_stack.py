@@ -5,6 +5,7 @@ line, the volume survives a second `up`, and several stacks run side by side."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -158,6 +159,12 @@ def test_restart_server_creates_a_new_pod_with_the_same_volume(make_stack) -> No
     assert (stack.state_dir / "emptydirs" / "run" / "probe-password").read_text() != probe_password, \
         "a new pod gets a new memory emptyDir and the init container runs again"
     assert stack.status()["pod"]["containers"]["valkey"]["restarts"] == 0
+
+    # A hard delete: SIGKILL reaches the server, no restart of it sneaks in before the pod is gone.
+    codes = stack.restart_server(signal.SIGKILL)
+    assert codes["valkey"] == -signal.SIGKILL and codes["exporter"] is not None
+    assert stack.wait_ready(30) < 10 and stack.pod.generation == 3
+    assert stack.client().get("timer:1") == "x"
 
 
 def test_existing_secret_from_files(make_stack, tmp_path) -> None:
