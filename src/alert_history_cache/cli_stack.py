@@ -62,6 +62,12 @@ def banner(data: dict, state_dir: Path) -> str:
     if ep.get("prometheus"):
         lines.append(f"  Prometheus    {ep['prometheus']}")
         lines.append(f"  Alertmanager  {ep['alertmanager']}")
+        mon = data.get("monitoring") or {}
+        target = mon.get("target")
+        lines.append(f"  (the chart's {mon.get('rules', 0)} rules loaded; "
+                     + (f"exporter target {target['health']}: {target['scrape_url']})" if target
+                        else "no exporter target)"))
+        lines += [f"  note: {n}" for n in mon.get("notes", [])]
     lines += [
         "",
         "Connect as the application (the `default` user: password-only AUTH, like alert-history):",
@@ -124,7 +130,7 @@ def up(values_files, sets, engine, state_dir, secret_files, monitoring, detach, 
 
 def _make_stack(state_dir: Path, request: dict) -> LocalStack:
     return LocalStack(values=request["values"], engine=request["engine"], state_dir=state_dir,
-                      secret_files=request["secret_files"], monitoring=request["monitoring"])
+                      secret_files=request["secret_files"], monitoring=request["monitoring"], wait_for_scrape=True)
 
 
 def _run_foreground(state_dir: Path, request: dict, quiet: bool) -> None:
@@ -140,7 +146,8 @@ def _run_foreground(state_dir: Path, request: dict, quiet: bool) -> None:
     signal.signal(signal.SIGTERM, interrupt)
     stack = _make_stack(state_dir, request)
     if not quiet:
-        click.echo(f"Starting the local pod (engine {request['engine']}, state dir {state_dir}) ...")
+        click.echo(f"Starting the local pod (engine {request['engine']}, state dir {state_dir}); with monitoring, "
+                   "`up` also waits for Prometheus' first scrape of the exporter (up to one scrape interval) ...")
     try:
         stack.start()
     except KeyboardInterrupt:

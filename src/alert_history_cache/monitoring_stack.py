@@ -28,6 +28,15 @@ _RELABEL_KEYS = {"sourceLabels": "source_labels", "targetLabel": "target_label",
                  "regex": "regex", "modulus": "modulus", "replacement": "replacement", "action": "action"}
 
 
+def duration_seconds(text: str) -> float:
+    """A Prometheus duration ("30s", "1m30s", "500ms") in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", str(text))
+    if not parts or "".join(n + u for n, u in parts) != str(text):
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
 def sanitize(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
@@ -290,6 +299,10 @@ class Monitoring:
         req = urllib.request.Request(f"{self.prometheus_url}/-/reload", method="POST")
         with urllib.request.urlopen(req, timeout=30) as resp:
             resp.read()
+
+    def longest_scrape_interval(self) -> float:
+        jobs = self.scrape_configs()
+        return max((duration_seconds(j["scrape_interval"]) for j in jobs), default=0.0)
 
     def pids(self) -> dict[str, int]:
         return {name: ex.process.pid for name, ex in (("prometheus", self.prometheus),

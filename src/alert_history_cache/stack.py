@@ -154,7 +154,8 @@ class LocalStack:
                  state_dir: str | Path = DEFAULT_STATE_DIR, secret_files: dict[str, str | Path] | None = None,
                  monitoring: bool | None = None, monitoring_options: MonitoringOptions | None = None,
                  backoff: tuple[float, float] = (10.0, 300.0), release: str = chart.DEFAULT_RELEASE,
-                 namespace: str = chart.DEFAULT_NAMESPACE, ready_timeout: float | None = None):
+                 namespace: str = chart.DEFAULT_NAMESPACE, ready_timeout: float | None = None,
+                 wait_for_scrape: bool = False):
         self.engine_name = engine
         self.engine = engines.get(engine)
         self.state_dir = Path(state_dir).resolve()  # /proc/<pid>/root shows resolved paths
@@ -166,6 +167,8 @@ class LocalStack:
         self.backoff = backoff
         self.release, self.namespace = release, namespace
         self.ready_timeout = ready_timeout
+        self.wait_for_scrape = wait_for_scrape
+        self.monitoring_summary: dict = {}
         self.manifests: chart.Manifests | None = None
         self.full_values: dict = {}
         self.pod: LocalPod | None = None
@@ -203,6 +206,8 @@ class LocalStack:
             if self.monitoring_enabled:
                 self._start_monitoring()
             self.wait_ready(self._ready_budget(), since=t0, what="start")
+            if self.monitoring and self.wait_for_scrape:
+                self._await_first_scrape()
             self.started_at = time.time()
             self.phase = "running"
             self._write_state()
@@ -318,6 +323,18 @@ class LocalStack:
         self.monitoring = Monitoring(self.manifests, info, self.state_dir, self.monitoring_options)
         self.monitoring.start()
 
+    def _await_first_scrape(self) -> None:
+        """Until Prometheus has scraped the exporter (new targets reach the scrapers every 5 s, then the first
+        scrape comes within one interval); records the target and the loaded rules for stack.json."""
+        summary: dict = {"rules": sum(len(g["rules"]) for g in self.prometheus_api("rules")["groups"]),
+                         "notes": self.monitoring.notes}
+        interval = self.monitoring.longest_scrape_interval()
+        if interval:
+            target = self.wait_target_up(interval + 20)
+            summary["target"] = {"health": target["health"], "labels": target["labels"],
+                                 "scrape_url": target["scrapeUrl"]}
+        self.monitoring_summary = summary
+
     def _ready_budget(self) -> float:
         if self.ready_timeout:
             return self.ready_timeout
@@ -364,6 +381,8 @@ class LocalStack:
                     "supervisor": _proc_record(os.getpid()), "started_at": self.started_at}
             if error:
                 data["error"] = error
+            if self.monitoring_summary:
+                data["monitoring"] = self.monitoring_summary
             if self.pod:
                 data["pod"] = self.pod.snapshot()
                 data["processes"] = [{"name": n, **_proc_record(pid)} for n, pid in self.processes().items()

@@ -29,9 +29,12 @@ def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 def test_detached_up_status_down(tmp_path, needs_root, nothing_left) -> None:
     state = tmp_path / "state"
     try:
-        up = run("up", "--detach", "--state-dir", str(state), *FAST)
+        up = run("up", "--detach", "--state-dir", str(state), *FAST,
+                 "--set", "valkey.exporter.serviceMonitor.interval=1s",
+                 "--set", "valkey.exporter.serviceMonitor.scrapeTimeout=1s")
         assert up.returncode == 0, up.stdout + up.stderr
         out = up.stdout
+        assert re.search(r"the chart's [1-9]\d* rules loaded; exporter target up: http://10\.244\.", out), out
         assert "is ready" in out and "not Kubernetes" in out
         assert re.search(r"Prometheus\s+http://127\.0\.0\.1:\d+", out)
         assert re.search(r"Alertmanager\s+http://127\.0\.0\.1:\d+", out)
