@@ -135,13 +135,18 @@ def _make_stack(state_dir: Path, request: dict) -> LocalStack:
 
 def _run_foreground(state_dir: Path, request: dict, quiet: bool) -> None:
     stop = threading.Event()
-
-    def interrupt(signum, frame):  # during start: unwind (start() cleans up); afterwards: stop gracefully
-        if stop.is_set() or not started:
-            raise KeyboardInterrupt
-        stop.set()
-
     started = False
+
+    def interrupt(signum, frame):
+        # First signal: during start unwind (start() stops what it started), afterwards stop gracefully.
+        # Later signals never cut the cleanup short: nothing may be left behind.
+        if stop.is_set():
+            click.echo("Still stopping; everything is removed in a moment ...", err=True)
+            return
+        stop.set()
+        if not started:
+            raise KeyboardInterrupt
+
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     stack = _make_stack(state_dir, request)
@@ -158,10 +163,7 @@ def _run_foreground(state_dir: Path, request: dict, quiet: bool) -> None:
     click.echo(banner(read_state(state_dir), state_dir))
     if not quiet:
         click.echo("Stop: Ctrl-C")
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+    while not stop.wait(0.5):
         pass
     click.echo("Stopping (SIGTERM, SIGKILL after terminationGracePeriodSeconds) ...")
     stack.stop()

@@ -113,7 +113,7 @@ def processes_of(state_dir: Path) -> list[psutil.Process]:
 def cleanup(state_dir: Path) -> list[str]:
     """Remove whatever a stack of this state dir left behind (after a crash or SIGKILL of its process):
     processes, the pod's network namespace and veth, mounts. Idempotent; returns what it did."""
-    state_dir = Path(state_dir)
+    state_dir = Path(state_dir).resolve()
     data = read_state(state_dir)
     done: list[str] = []
     victims = {p.pid: p for p in processes_of(state_dir)}
@@ -121,9 +121,13 @@ def cleanup(state_dir: Path) -> list[str]:
         p = _same_process(rec)
         if p and p.pid != os.getpid():
             victims[p.pid] = p
-    slot = (data.get("pod") or {}).get("network", {}) or {}
-    net = netns.PodNetwork(int(slot["slot"])) if slot.get("slot") else None
-    if net:
+    # The pod's network: from stack.json, and from the slot records (they survive a lost stack.json).
+    slots = {int(s) for s, owner in netns.owners().items() if owner.get("state_dir") == str(state_dir.resolve())}
+    recorded = ((data.get("pod") or {}).get("network") or {}).get("slot")
+    if recorded:
+        slots.add(int(recorded))
+    nets = [netns.PodNetwork(s) for s in sorted(slots)]
+    for net in nets:
         for pid in netns.pids_in(net):
             with contextlib.suppress(psutil.NoSuchProcess):
                 victims.setdefault(pid, psutil.Process(pid))
@@ -132,9 +136,10 @@ def cleanup(state_dir: Path) -> list[str]:
             p.kill()
             done.append(f"killed pid {p.pid}")
     psutil.wait_procs(list(victims.values()), timeout=5)
-    if net and netns.exists(net):
-        netns.delete(net)
-        done.append(f"deleted network namespace {net.netns} and veth {net.host_if}")
+    for net in nets:
+        if netns.exists(net):
+            netns.delete(net)
+            done.append(f"deleted network namespace {net.netns} and veth {net.host_if}")
     for target in unmount_all(state_dir):
         done.append(f"unmounted {target}")
     if data and data.get("phase") not in ("stopped", None):

@@ -58,6 +58,8 @@ def assert_nothing_left(state_dir) -> None:
         if p.pid != os.getpid() and any(str(state_dir) in a for a in (p.info["cmdline"] or [])):
             leftovers.append((p.pid, p.info["cmdline"]))
     assert leftovers == [], f"processes still running: {leftovers}"
+    owned = [s for s, o in netns.owners().items() if o.get("state_dir") == str(state_dir.resolve())]
+    assert owned == [], f"pod address slots still allocated to {state_dir}: {owned}"
     data = stack.read_state(state_dir)
     slot = ((data.get("pod") or {}).get("network") or {}).get("slot")
     if slot:

@@ -82,6 +82,8 @@ def test_foreground_up_stops_on_ctrl_c(tmp_path, needs_root, nothing_left) -> No
         assert any("is ready" in line for line in lines), "".join(lines)
         assert stack_mod.read_state(state)["phase"] == "running"
         proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # an impatient second Ctrl-C must not cut the cleanup short
         rest = proc.communicate(timeout=60)[0]
     finally:
         if proc.poll() is None:
@@ -92,7 +94,8 @@ def test_foreground_up_stops_on_ctrl_c(tmp_path, needs_root, nothing_left) -> No
 
 
 def test_down_cleans_up_after_a_killed_stack(tmp_path, needs_root, nothing_left) -> None:
-    """The supervisor dies without stopping (SIGKILL): `down` still removes processes, namespace and mounts."""
+    """The supervisor dies without stopping (SIGKILL) and even stack.json is lost: `down` still removes processes,
+    the network namespace and veth (from the slot record) and the mounts."""
     state = tmp_path / "state"
     up = run("up", "--detach", "--no-monitoring", "--state-dir", str(state), *FAST)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -104,8 +107,10 @@ def test_down_cleans_up_after_a_killed_stack(tmp_path, needs_root, nothing_left)
     assert stack_mod.processes_of(state), "the pod's processes outlive a killed supervisor until `down`"
     status = run("status", "--state-dir", str(state))
     assert status.returncode == 1 and "process is gone" in status.stdout
+    (state / "stack.json").unlink()
     down = run("down", "--state-dir", str(state))
-    assert down.returncode == 0 and "cleaned up" in down.stdout, down.stdout + down.stderr
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "deleted network namespace" in down.stdout and "unmounted" in down.stdout and "killed pid" in down.stdout
     nothing_left(state)
 
 
