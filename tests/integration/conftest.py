@@ -81,18 +81,19 @@ def assert_nothing_left(state_dir) -> None:
 
 @pytest.fixture
 def make_stack(tmp_path, needs_root):
-    """make_stack(values=..., engine=..., state_dir=..., **LocalStack kwargs) -> a LocalStack (not started),
-    with FAST_PROBES under the given values and monitoring off unless asked; all are stopped at teardown
+    """make_stack(values=..., engine=..., state_dir=..., fast=True, **LocalStack kwargs) -> a LocalStack (not
+    started), with FAST_PROBES under the given values (fast=False: the chart's defaults) and monitoring off
+    unless asked; all are stopped at teardown
     and checked to leave nothing behind."""
     from alert_history_cache import chart
     from alert_history_cache.stack import LocalStack
 
     made = []
 
-    def make(values: dict | None = None, engine: str = "valkey8", state_dir=None, **kwargs):
+    def make(values: dict | None = None, engine: str = "valkey8", state_dir=None, fast: bool = True, **kwargs):
         engine_or_skip(engine)
         kwargs.setdefault("monitoring", False)
-        stack = LocalStack(values=chart.deep_merge(FAST_PROBES, values or {}), engine=engine,
+        stack = LocalStack(values=chart.deep_merge(FAST_PROBES if fast else {}, values or {}), engine=engine,
                            state_dir=state_dir or tmp_path / f"state{len(made)}", **kwargs)
         made.append(stack)
         return stack

@@ -58,6 +58,17 @@ def test_up_app_connects_with_password_only_and_probes_pass(make_stack, engine: 
     assert {p: os.path.lexists(p) for p in HOST_PATHS} == host_before
 
 
+def test_up_with_the_chart_defaults(make_stack) -> None:
+    """What `alert-history-cache up` runs with no values: default probes (5 s periods) and monitoring on."""
+    stack = make_stack(fast=False, monitoring=None).start()
+    assert stack.monitoring_enabled and stack.prometheus_url and stack.alertmanager_url
+    probes = stack.status()["pod"]["containers"]["valkey"]["probes"]
+    assert probes["readiness"]["period"] == 5 and probes["liveness"]["period"] == 10
+    app = stack.client()
+    assert app.set("classification:1", "ok") and app.get("classification:1") == "ok"
+    assert stack.prometheus_api("status/config")["yaml"].count("serviceMonitor/default/alerthistory-redis/0") == 1
+
+
 def test_containers_run_as_the_pod_user_in_their_own_namespaces(make_stack) -> None:
     stack = make_stack().start()
     me = psutil.Process()
