@@ -6,9 +6,15 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import chart, engines
-from .cli import values_options
-from .cli_drill import finish
 from .drills import load as load_drill
+
+
+def values_options(f):
+    """-f/--set as in cli.py (not imported from there: cli.py imports this module through cli_drill)."""
+    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a value (Helm --set syntax).")(f)
+    f = click.option("-f", "--values", "values_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Values file (repeatable, later files win).")(f)
+    return f
 
 
 @click.command("load")
@@ -23,6 +29,8 @@ from .drills import load as load_drill
 @click.option("--read-ratio", default=0.9, show_default=True, help="Share of GETs (the rest are SETs).")
 @click.option("--ttl", default=3600, show_default=True, help="TTL of the SETs in seconds (0: none).")
 @click.option("--keyspace", default=100_000, show_default=True, help="Alerts the Zipf distribution draws from.")
+@click.option("--cache-aside/--no-cache-aside", default=False, show_default=True,
+              help="A GET that misses is followed by the SET that fills it (the application's cache-aside).")
 @click.option("--prefill", type=int, default=None, help="Alerts written before the run [default: the keyspace].")
 @click.option("--forks/--no-forks", default=True, show_default=True,
               help="BGSAVE at 40 % and BGREWRITEAOF at 70 % of the hold.")
@@ -36,12 +44,12 @@ from .drills import load as load_drill
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the HTML report.")
 def load(values_files, sets, engine, connections, rate, duration, profile, workers, read_ratio, ttl, keyspace,
-         prefill, forks, capacity, bench_requests, criteria, state_dir, json_path, report_path) -> None:
+         cache_aside, prefill, forks, capacity, bench_requests, criteria, state_dir, json_path, report_path) -> None:
     """Open-loop load at a fixed arrival rate over held connections; latency from each scheduled start."""
     values = chart.load_values(values_files, sets)
     opts = load_drill.LoadOptions(
         engine=engine, connections=connections, rate=rate, duration=duration, profile=profile, workers=workers,
-        read_ratio=read_ratio, ttl=ttl, keyspace=keyspace, prefill=prefill,
+        read_ratio=read_ratio, ttl=ttl, keyspace=keyspace, cache_aside=cache_aside, prefill=prefill,
         forks=("bgsave", "bgrewriteaof") if forks else (), capacity=capacity, bench_requests=bench_requests,
         criteria=criteria, values=values, state_dir=state_dir)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -62,4 +70,6 @@ def load(values_files, sets, engine, connections, rate, duration, profile, worke
 
         report.write([result.to_dict()], report_path)
         click.echo(f"report written to {report_path}")
+    from .cli_drill import finish
+
     finish(result, json_path)

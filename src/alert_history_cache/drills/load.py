@@ -46,6 +46,7 @@ class LoadOptions:
     keyspace: int = 100_000
     value_size: int = 2048
     zipf_s: float = 0.99
+    cache_aside: bool = False
     prefill: int | None = None  # keys written before the run; None: the whole keyspace (a warm cache)
     forks: tuple[str, ...] = ("bgsave", "bgrewriteaof")
     capacity: bool = True
@@ -144,8 +145,12 @@ class Sampler(threading.Thread):
         t = time.time()
         info = admin.info("all")
         s = {"t": t, **{k: info.get(k) for k in INFO_FIELDS}}
+        cpu = psutil.cpu_times()
+        s["host_busy_cpu"] = sum(cpu) - cpu.idle - getattr(cpu, "iowait", 0.0)
         proc, children = server_processes(self.server_pid())
         if proc:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                s["server_cpu"] = sum(proc.cpu_times()[:2])
             s["server_pss"] = pss(proc)
             s["child_pss"] = sum(pss(c) for c in children)
             s["server_rss"] = proc.memory_info().rss if proc.is_running() else 0
@@ -240,6 +245,21 @@ def in_windows(sched: np.ndarray, windows: list[dict], before: float = 0.1, afte
     return mask
 
 
+def cpu_figures(samples: list[dict], generator_cores: float) -> dict:
+    """Cores used over the samples' span: the whole host, the server, the generator, and everything else (other
+    work on this machine: the noise under the figures)."""
+    with_cpu = [s for s in samples if "host_busy_cpu" in s and "server_cpu" in s]
+    if len(with_cpu) < 2:
+        return {}
+    a, b = with_cpu[0], with_cpu[-1]
+    dt = b["t"] - a["t"]
+    host = (b["host_busy_cpu"] - a["host_busy_cpu"]) / dt
+    server = (b["server_cpu"] - a["server_cpu"]) / dt
+    return {"host_cores_busy": round(host, 3), "server_cores": round(server, 3),
+            "generator_cores": round(generator_cores, 3),
+            "other_cores": round(max(0.0, host - server - generator_cores), 3), "host_cores": psutil.cpu_count()}
+
+
 def latency_figures(run: loadgen.LoadRun, mask: np.ndarray) -> dict:
     ok = run.ok & mask
     lat = run.latency[ok]
@@ -314,6 +334,9 @@ def analyze(run: loadgen.LoadRun, stages: list[loadgen.Stage], samples: list[dic
             "worker_cpu": [round(c, 3) for c in worker_cpu],
         },
     }
+    figures["cpu"] = cpu_figures(hold_samples, sum(w.cpu_seconds for w in run.workers) / (run.duration or 1))
+    figures["cache_aside_fills"] = sum(w.fills for w in run.workers)
+    figures["cache_aside_fill_errors"] = sum(w.fill_errors for w in run.workers)
     steady_lag = figures["generator"]["dispatch_lag_p99_steady_ms"] or 0.0
     behind = []
     if steady_lag > GENERATOR_LAG_P99_MS:
@@ -404,7 +427,7 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
     progress = progress or (lambda *a: None)
     result = DrillResult(drill="load", engine=opts.engine)
     workload = loadgen.Workload(keyspace=opts.keyspace, zipf_s=opts.zipf_s, read_ratio=opts.read_ratio, ttl=opts.ttl,
-                                value_size=opts.value_size)
+                                value_size=opts.value_size, cache_aside=opts.cache_aside)
     stages = loadgen.profile(opts.profile, opts.rate, opts.duration)
     result.figures["options"] = {k: v for k, v in asdict(opts).items() if k not in ("values",)}
     state_ctx = contextlib.nullcontext(opts.state_dir) if opts.state_dir else tempfile.TemporaryDirectory(

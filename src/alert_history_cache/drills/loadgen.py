@@ -45,6 +45,10 @@ class Workload:
     value_size: int = 2048
     key_prefix: str = "alert-history:alert:"
     seed: int = 1
+    # Cache-aside: a GET that misses is followed, on the same connection, by the SET that fills the key (as the
+    # application does after reading the source of truth). The fill is not a scheduled request: it is counted
+    # apart, and it keeps the connection busy, as it would keep the application's.
+    cache_aside: bool = False
 
     def zipf_ranks(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n key ids in [0, keyspace): id 0 is the hottest (bounded Zipf, P(k) ~ 1/(k+1)^s)."""
@@ -77,8 +81,11 @@ class Workload:
                 "history": [],
             }
             raw = json.dumps(doc, separators=(",", ":"))
+            # Padded with hex fingerprints of past notifications: about as compressible (RDB LZF) as real
+            # history, where a run of one letter would shrink to nothing on disk and flatter every load time.
             pad = self.value_size - len(raw) - len(',"pad":""}') + 1
-            raw = raw[:-1] + ',"pad":"' + "x" * max(pad, 0) + '"}'
+            filler = "".join(f"{rng.getrandbits(64):016x}" for _ in range(pad // 16 + 1))[: max(pad, 0)]
+            raw = raw[:-1] + ',"pad":"' + filler + '"}'
             out.append(raw.encode()[: self.value_size])
         return out
 
@@ -128,6 +135,8 @@ class WorkerStats:
     connections_opened: int = 0
     connect_errors: list[str] = field(default_factory=list)
     connections_lost: int = 0
+    fills: int = 0
+    fill_errors: int = 0
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     error_samples: list[str] = field(default_factory=list)
@@ -167,6 +176,7 @@ class _Conn(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.transport = None
         self.current = -1
+        self.filling = False
         self.alive = False
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
 
@@ -207,6 +217,7 @@ class _Worker:
         self.ops = (rng.random(n) >= wl.read_ratio).astype(np.int8)
         self.payload_idx = rng.integers(0, 64, n)
         self.payloads = wl.payloads()
+        self.cache_aside = wl.cache_aside
         self.get_cmds = [_cmd(b"GET", wl.key(i)) for i in range(wl.keyspace)]
         self.set_tail = b"\r\n$2\r\nEX\r\n$%d\r\n%d\r\n" % (len(str(wl.ttl)), wl.ttl) if wl.ttl else b"\r\n"
         nargs = 5 if wl.ttl else 3
@@ -227,6 +238,7 @@ class _Worker:
         self.t0 = 0.0
         self.stats = WorkerStats(idx, cfg["connections"])
         self.finished: asyncio.Future | None = None
+        self.closing = False
 
     def send(self, conn: _Conn, i: int, now: float) -> None:
         conn.current = i
@@ -239,6 +251,15 @@ class _Worker:
 
     def on_reply(self, conn: _Conn, reply) -> None:
         now = time.monotonic() - self.t0
+        if conn.filling:
+            conn.filling = False
+            self.stats.fills += 1
+            if isinstance(reply, hiredis.ReplyError):
+                self.stats.fill_errors += 1
+                if len(self.stats.error_samples) < 10:
+                    self.stats.error_samples.append(f"fill: {reply}")
+            self._free(conn, now)
+            return
         i = conn.current
         conn.current = -1
         if i >= 0:
@@ -252,6 +273,12 @@ class _Worker:
                 self.outcome[i] = STORED
             else:
                 self.outcome[i] = MISS if reply is None else HIT
+                if reply is None and self.cache_aside:
+                    self._completed()
+                    conn.filling = True
+                    k = self.keys[i]
+                    conn.transport.write(self.set_heads[k] + self.payloads[self.payload_idx[i]] + self.set_tail)
+                    return
             self._completed()
         self._free(conn, now)
 
@@ -267,7 +294,7 @@ class _Worker:
             self.finished.set_result(True)
 
     def on_lost(self, conn: _Conn) -> None:
-        if not self.conns or not conn.ready.done():
+        if not self.conns or not conn.ready.done() or self.closing:
             return
         self.stats.connections_lost += 1
         if conn in self.idle:
@@ -343,6 +370,7 @@ class _Worker:
                 c.current = -1
         reporter.cancel()
         self.progress[self.idx] = self.done
+        self.closing = True  # our own close is no lost connection
         for c in self.conns:
             if c.transport is not None:
                 c.transport.close()
