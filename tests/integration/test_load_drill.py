@@ -1,0 +1,80 @@
+"""CI's load drill: the spec's pass criteria at 500 held connections for a 30-s hold on the local pod.
+
+Runs the real command (`alert-history-cache drill load`) against the rendered pod, with the capacity anchor
+(redis-benchmark against the pod and the stock binary) and the dashboard panels captured from Prometheus. It
+asserts the spec's criteria only (p95 < 50 ms, errors < 1 %, 500 connections held, none rejected): CI machines
+are noisy, so our own 10k req/s / p99 < 5 ms goal is measured by `drill load` on a quiet machine
+(docs/performance.md). The figures are printed so a CI log shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alert_history_cache.drills import capacity
+
+from .conftest import assert_nothing_left, engine_or_skip
+
+pytestmark = pytest.mark.integration
+
+RATE = 2000  # twice the spec's 1,000 req/s, light enough for a shared CI machine
+
+
+def test_load_drill_meets_the_spec_criteria(tmp_path: Path, needs_root):
+    engine_or_skip("valkey8")
+    try:
+        capacity.redis_benchmark()
+    except capacity.CapacityError as exc:
+        pytest.skip(str(exc))
+    out, html, state = tmp_path / "load.json", tmp_path / "load.html", tmp_path / "state"
+    cli = Path(sys.executable).with_name("alert-history-cache")
+    proc = subprocess.run(
+        [str(cli), "drill", "load", "--engine", "valkey8", "--connections", "500", "--rate", str(RATE),
+         "--duration", "30", "--criteria", "spec", "--bench-requests", "20000", "--state-dir", str(state),
+         "--json", str(out), "--report", str(html)],
+        capture_output=True, text=True, timeout=600)
+    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    assert out.exists(), proc.stderr
+    result = json.loads(out.read_text())
+    f = result["figures"]
+    print(json.dumps({k: f[k] for k in ("achieved_rate", "error_rate", "hit_rate", "latency_all", "latency_fork",
+                                        "fork_usec", "connections_held_min", "rejected_connections", "generator",
+                                        "cpu", "rate_vs_capacity")}, indent=1))
+    print(json.dumps({k: f["capacity"][k] for k in ("production_mix_rps", "stock_mix_rps", "production_vs_stock")}))
+
+    spec = {c["name"]: c for c in result["criteria"] if c["name"].startswith("spec:")}
+    assert set(spec) == {"spec: p95 latency", "spec: errors", "spec: connections held", "spec: rejected connections"}
+    failed = [c for c in spec.values() if not c["passed"]]
+    assert not failed, failed
+    # The exit code fails only on a failed criterion; with --criteria spec the one other criterion is the
+    # generator's own schedule (a noisy machine may trip it: the result then says so instead of blaming the server).
+    others_failed = [c["name"] for c in result["criteria"] if not c["passed"]]
+    assert proc.returncode == (1 if others_failed else 0), (others_failed, proc.returncode)
+    assert set(others_failed) <= {"generator kept its schedule"}
+    assert not any(c["name"].startswith("goal:") for c in result["criteria"])
+
+    # The run was what it claims: 500 connections by the application identity, the offered rate, the forks.
+    assert f["connections_opened"] == 500 and f["connections_held_min"] >= 500
+    assert f["offered_rate"] == pytest.approx(RATE, rel=0.01)
+    assert f["achieved_rate"] == pytest.approx(RATE, rel=0.05)
+    assert [w["kind"] for w in f["fork_windows"] if w["triggered"]] == ["bgsave", "aof-rewrite"]
+    assert all(u and u > 0 for u in f["fork_usec"])
+    assert f["hit_rate"] > 0.9  # the keyspace was prefilled; only TTL-less misses are impossible
+    cap = f["capacity"]
+    assert cap["production"]["GET"]["rps"] > RATE and cap["stock"]["SET"]["rps"] > 0
+    assert 0 < f["rate_vs_capacity"] < 1
+
+    # Every dashboard panel was captured from Prometheus over the window, and the core ones have data.
+    panels = {k: s for k, s in result["series"].items() if k.startswith("panel:")}
+    for title in ("Connected clients", "Commands per second", "Memory", "Hit rate"):
+        lines = panels[f"panel:{title}"]["lines"]
+        assert any(v is not None for ys in lines.values() for v in ys), title
+    page = html.read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', page)) >= 6 + len(panels)
+    assert_nothing_left(state)
