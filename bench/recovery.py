@@ -194,8 +194,10 @@ def main() -> None:
                   "Kill-to-ready is dominated by the readiness probe period, not by loading, at these sizes."],
     })
     for c in cases:
-        result.check(f"{c['mode']} {c['maxmemory']}: every key back", f"{c['keys_before']} keys",
-                     c["keys_after"], c["keys_after"] == c["keys_before"])
+        # >=: evictions after the last snapshot (INFO itself can trigger them at maxmemory) shrink the live set
+        # below what the RDB holds; nothing present at the kill may be missing.
+        result.check(f"{c['mode']} {c['maxmemory']}: every key back", f">= {c['keys_before']} keys",
+                     c["keys_after"], c["keys_after"] >= c["keys_before"])
         result.check(f"{c['mode']} {c['maxmemory']}: kill to ready", "< 60 s (spec recovery)",
                      f"{c['kill_to_ready_s']:.2f} s", c["kill_to_ready_s"] < 60)
         phases = []
