@@ -43,7 +43,7 @@ def fill_to_maxmemory(client: redis.Redis, admin: redis.Redis, *, value_size: in
         if used >= target * maxmemory or evicted > 0:
             break
     return {"keys_written": n, "fill_seconds": round(time.monotonic() - t, 2), "used_memory": used,
-            "maxmemory": maxmemory, "evicted_during_fill": evicted, "dbsize": admin.dbsize()}
+            "maxmemory_bytes": maxmemory, "evicted_during_fill": evicted, "dbsize": admin.dbsize()}
 
 
 def mib(v: float | int | None) -> float | None:

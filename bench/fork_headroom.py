@@ -148,7 +148,7 @@ def measure(engine: str, maxmemory: str, limit: str, steady: float, writer_rate:
                                 "start": start, "end": end,
                                 "peak_pss": peak, "server_pss_at_peak": server, "child_pss_max": child,
                                 "peak_vs_limit": peak / limit_b,
-                                "peak_vs_maxmemory": peak / fill["maxmemory"],
+                                "peak_vs_maxmemory": peak / fill["maxmemory_bytes"],
                                 "used_memory_rss": info["used_memory_rss"]}
                     time.sleep(0.5)
                 out["writer_window"] = [t_writes, time.time()]
@@ -219,7 +219,7 @@ def main() -> None:
     rules = {}
     for writer in dict.fromkeys(c["writer"] for c in cases):
         ratio = max(max(c["bgsave"]["peak_vs_maxmemory"], c["bgrewriteaof"]["peak_vs_maxmemory"],
-                        c["peak_pss_whole_run"] / c["maxmemory"]) for c in cases if c["writer"] == writer)
+                        c["peak_pss_whole_run"] / c["maxmemory_bytes"]) for c in cases if c["writer"] == writer)
         rules[writer] = {"worst_peak_vs_maxmemory": round(ratio, 3),
                          "safe_maxmemory_percent_of_limit": round(100 * THRESHOLD / ratio, 1)}
         say(f"headroom rule, writer {writer}", [

@@ -30,8 +30,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--engines", default="valkey8,redis7")
     ap.add_argument("--quick", action="store_true", help="one size per benchmark and a 30-s load hold")
+    ap.add_argument("--summary-only", action="store_true", help="run nothing: summarise the saved results")
     args = ap.parse_args()
-    engines = args.engines.split(",")
+    engines = [] if args.summary_only else args.engines.split(",")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for engine in engines:
         load_json = RESULTS_DIR / f"load-{engine}.json"
