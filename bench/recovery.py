@@ -12,7 +12,6 @@ speed in seconds per GiB, hence the startup probe budget to give per GiB of maxm
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import re
 import signal
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from _common import GiB, DrillResult, fill_to_maxmemory, mib, quantity_bytes, save, say
+from _common import GiB, DrillResult, fill_to_maxmemory, mib, save, say
 
 from alert_history_cache.stack import LocalStack
 

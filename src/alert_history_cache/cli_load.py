@@ -6,7 +6,14 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import chart, engines
+from .chart import RenderError
 from .drills import load as load_drill
+from .drills.capacity import CapacityError
+from .engines import MissingBinary
+from .stack import StackError
+
+# What a drill cannot get past: reported as one line, not a traceback.
+FAILURES = (StackError, MissingBinary, CapacityError, RenderError, TimeoutError)
 
 
 def values_options(f):
@@ -64,7 +71,10 @@ def load(values_files, sets, engine, connections, rate, duration, profile, worke
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
-        result = load_drill.run(opts, progress)
+        try:
+            result = load_drill.run(opts, progress)
+        except FAILURES as exc:
+            raise click.ClickException(str(exc)) from exc
     if report_path:
         from . import report
 

@@ -13,7 +13,6 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -281,7 +280,6 @@ def analyze(run: loadgen.LoadRun, stages: list[loadgen.Stage], samples: list[dic
     outcome = run.outcome
     errors = int(np.isin(outcome, [loadgen.ERROR, loadgen.TIMEOUT, loadgen.NOT_SENT]).sum())
     hits, misses = int((outcome == loadgen.HIT).sum()), int((outcome == loadgen.MISS).sum())
-    ok_hold = run.ok & hold
     replies_at = sched + np.nan_to_num(run.latency, nan=np.inf)
     hold_secs = hold_end - hold_start
     lag = run.dispatch_lag
