@@ -9,11 +9,12 @@ from . import chart, engines
 from .chart import RenderError
 from .drills import load as load_drill
 from .drills.capacity import CapacityError
+from .drills.limits import LimitsUnavailable
 from .engines import MissingBinary
 from .stack import StackError
 
 # What a drill cannot get past: reported as one line, not a traceback.
-FAILURES = (StackError, MissingBinary, CapacityError, RenderError, TimeoutError)
+FAILURES = (StackError, MissingBinary, CapacityError, RenderError, TimeoutError, LimitsUnavailable)
 
 
 def values_options(f):
@@ -43,6 +44,9 @@ def values_options(f):
               help="BGSAVE at 40 % and BGREWRITEAOF at 70 % of the hold.")
 @click.option("--capacity/--no-capacity", default=True, show_default=True,
               help="redis-benchmark against the pod and the stock binary after the run.")
+@click.option("--enforce-limits/--no-enforce-limits", default=False, show_default=True,
+              help="Enforce the server container's rendered CPU and memory limits with cgroups (the local pod "
+                   "otherwise runs without them).")
 @click.option("--bench-requests", default=200_000, show_default=True, help="redis-benchmark requests per test.")
 @click.option("--criteria", type=click.Choice(["all", "spec"]), default="all", show_default=True,
               help="spec: only the spec's pass criteria (and the generator's validity), not our 10k/5 ms goal.")
@@ -51,13 +55,14 @@ def values_options(f):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the HTML report.")
 def load(values_files, sets, engine, connections, rate, duration, profile, workers, read_ratio, ttl, keyspace,
-         cache_aside, prefill, forks, capacity, bench_requests, criteria, state_dir, json_path, report_path) -> None:
+         cache_aside, prefill, forks, capacity, enforce_limits, bench_requests, criteria, state_dir, json_path, report_path) -> None:
     """Open-loop load at a fixed arrival rate over held connections; latency from each scheduled start."""
     values = chart.load_values(values_files, sets)
     opts = load_drill.LoadOptions(
         engine=engine, connections=connections, rate=rate, duration=duration, profile=profile, workers=workers,
         read_ratio=read_ratio, ttl=ttl, keyspace=keyspace, cache_aside=cache_aside, prefill=prefill,
-        forks=("bgsave", "bgrewriteaof") if forks else (), capacity=capacity, bench_requests=bench_requests,
+        forks=("bgsave", "bgrewriteaof") if forks else (), capacity=capacity, enforce_limits=enforce_limits,
+        bench_requests=bench_requests,
         criteria=criteria, values=values, state_dir=state_dir)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn(), TimeRemainingColumn())

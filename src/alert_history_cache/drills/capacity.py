@@ -102,7 +102,12 @@ class BenchUser:
         return self.name
 
     def __exit__(self, *exc) -> None:
-        self.admin.execute_command("ACL", "DELUSER", self.name)
+        try:
+            self.admin.execute_command("ACL", "DELUSER", self.name)
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            # The server died (or restarted and is loading): the user lived in its memory only, not in the ACL
+            # file, so it is gone with it.
+            pass
 
 
 class StockServer:

@@ -9,6 +9,7 @@ redis-benchmark against the pod and against the same binary's stock defaults (ca
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import threading
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import psutil
 import redis
 
-from . import capacity, loadgen, panels
+from . import capacity, limits, loadgen, panels
 from .results import DrillResult
 
 SPEC_P95_MS = 50.0
@@ -49,6 +50,7 @@ class LoadOptions:
     prefill: int | None = None  # keys written before the run; None: the whole keyspace (a warm cache)
     forks: tuple[str, ...] = ("bgsave", "bgrewriteaof")
     capacity: bool = True
+    enforce_limits: bool = False  # the server container's CPU and memory limits as cgroups (limits.py)
     stock: bool = True
     bench_requests: int = 200_000
     criteria: str = "all"  # "spec": only the spec's pass criteria (and the generator's validity)
@@ -418,6 +420,18 @@ def _drill_values(opts: LoadOptions) -> dict:
     return deep_merge({"valkey": {"exporter": {"serviceMonitor": sm}}}, opts.values)
 
 
+@contextlib.contextmanager
+def enforced(opts: LoadOptions, stack):
+    """The rendered server container's CPU and memory limits as cgroups around the server (limits.py)."""
+    if not opts.enforce_limits:
+        yield None
+        return
+    cpu, memory = limits.server_limits(stack)
+    with limits.ContainerLimits(f"ahc-load-{os.getpid()}", cpu, memory) as cg:
+        cg.add(stack.server_pid)
+        yield cg
+
+
 def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None = None) -> DrillResult:
     """progress(phase, done, total) for a progress bar."""
     from ..stack import LocalStack
@@ -431,7 +445,7 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
     state_ctx = contextlib.nullcontext(opts.state_dir) if opts.state_dir else tempfile.TemporaryDirectory(
         prefix="ahc-load-")
     with state_ctx as state_dir, LocalStack(values=_drill_values(opts), engine=opts.engine,
-                                            state_dir=state_dir) as stack:
+                                            state_dir=state_dir) as stack, enforced(opts, stack) as cgroup:
         result.versions = {k: str(v) for k, v in stack.versions().items() if v}
         result.versions["redis-benchmark"] = capacity.benchmark_version() if opts.capacity else None
         admin = stack.client("admin")
@@ -470,6 +484,8 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         result.figures["fork_actions"] = sampler.done_actions
         result.series.update(plots)
         result.figures["window"] = {"start": run_.started_at, "end": run_.started_at + run_.duration}
+        if cgroup:
+            result.figures["limits_enforced"] = cgroup.stats()
 
         if stack.prometheus_url:
             progress("prometheus", 0, 1)
@@ -490,6 +506,8 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
             result.figures["capacity"] = cap
             achieved = result.figures["achieved_rate"] or 0.0
             result.figures["rate_vs_capacity"] = achieved / cap["production_mix_rps"]
+            if cgroup:
+                cap["production_limits"] = cgroup.stats()
         admin.close()
     judge(result, opts)
     return result
@@ -508,6 +526,11 @@ def judge(result: DrillResult, opts: LoadOptions) -> None:
                  f"min {held} (opened {f['connections_opened']}, lost {f['connections_lost']})",
                  held is not None and held >= opts.connections and f["connections_lost"] == 0)
     result.check("spec: rejected connections", "0", f["rejected_connections"], f["rejected_connections"] == 0)
+    if f.get("limits_enforced"):
+        lim = f["limits_enforced"]
+        result.check("server not OOM-killed (container limits enforced)", "0 OOM kills",
+                     f"{lim.get('oom_kills')} (CPU throttled in {lim.get('nr_throttled')} of {lim.get('nr_periods')} "
+                     f"periods)", lim.get("oom_kills") == 0)
     result.check("generator kept its schedule", f"dispatch lag p99 <= {GENERATOR_LAG_P99_MS} ms, worker CPU <= "
                  f"{GENERATOR_CPU_MAX:.0%}", "; ".join(gen["why"]) or
                  f"lag p99 {gen['dispatch_lag_p99_steady_ms']} ms, CPU {max(gen['worker_cpu'], default=0):.0%}",
