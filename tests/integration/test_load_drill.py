@@ -78,3 +78,33 @@ def test_load_drill_meets_the_spec_criteria(tmp_path: Path, needs_root):
     page = html.read_text()
     assert len(re.findall(r'src="data:image/png;base64,', page)) >= 6 + len(panels)
     assert_nothing_left(state)
+
+
+def test_container_limits_throttle_and_oom_kill(needs_root):
+    """What `drill load --enforce-limits` and bench/oom_limit.py rely on: the kernel really enforces the quota
+    and the memory limit on a process put into ContainerLimits, and the cgroups are gone afterwards."""
+    import os
+
+    from alert_history_cache.drills.limits import ROOT, ContainerLimits, LimitsUnavailable
+
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass\n"
+    hog = "import sys\nsys.stdin.readline()\nx = bytearray(256 * 2**20)\nprint('survived')\n"
+    name = f"ahc-test-limits-{os.getpid()}"
+    try:
+        with ContainerLimits(name, 200, 64 * 2**20) as cg:
+            busy = subprocess.Popen([sys.executable, "-c", spin])
+            cg.add(busy.pid)
+            busy.wait(30)
+            greedy = subprocess.Popen([sys.executable, "-c", hog], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            cg.add(greedy.pid)
+            out, _ = greedy.communicate(b"\n", timeout=30)
+            stats = cg.stats()
+            dirs = list(cg.dirs.values())
+    except LimitsUnavailable as exc:
+        pytest.skip(str(exc))
+    print(stats)
+    assert stats["nr_throttled"] > 0 and stats["throttled_seconds"] > 0.5  # 200m of a 1.5-s spin
+    assert greedy.returncode == -9 and b"survived" not in out
+    assert stats["oom_kills"] >= 1
+    assert dirs and not any(d.exists() for d in dirs)
+    assert not any((ROOT / sub / name).exists() for sub in ("", "cpu", "memory"))
