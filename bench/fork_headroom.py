@@ -136,7 +136,7 @@ def measure(engine: str, maxmemory: str, limit: str, steady: float, writer_rate:
                             admin.execute_command(cmd)
                             break
                         except redis.ResponseError as exc:  # an automatic rewrite or save just started
-                            if "in progress" not in str(exc):
+                            if "in progress" not in str(exc) and "child process" not in str(exc):
                                 raise
                             wait_idle(admin)
                             start = time.time()

@@ -60,16 +60,18 @@ def measure(engine: str, maxmemory: str, limit: str, writer_rate: float | None, 
                     for cmd, field in (("BGSAVE", "rdb_bgsave_in_progress"),
                                        ("BGREWRITEAOF", "aof_rewrite_in_progress")):
                         t = time.time()
-                        try:
-                            admin.execute_command(cmd)
-                        except redis.ResponseError as exc:
-                            if "in progress" not in str(exc):
-                                raise
-                            wait_idle(admin)
-                            admin.execute_command(cmd)
+                        for _ in range(10):
+                            try:
+                                admin.execute_command(cmd)
+                                break
+                            except redis.ResponseError as exc:  # an automatic save or rewrite got there first
+                                if "in progress" not in str(exc) and "child process" not in str(exc):
+                                    raise
+                                wait_idle(admin)
+                                t = time.time()
                         wait_fork_done(admin, field)
                         steps.append({"command": cmd, "seconds": round(time.time() - t, 3),
-                                      "fork_usec": admin.info("persistence")["latest_fork_usec"]})
+                                      "fork_usec": admin.info("stats")["latest_fork_usec"]})
                 except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                     steps.append({"error": f"{type(exc).__name__}: {exc}"})
                 finally:
