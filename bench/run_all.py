@@ -42,6 +42,7 @@ def main() -> None:
         run("recovery.py", "--engine", engine, *(["--sizes", "384mb:512Mi"] if args.quick else []))
         run("fork_headroom.py", "--engine", engine, *(["--pairs", "384mb:512Mi"] if args.quick else []))
         run("eviction.py", "--engine", engine, *(["--seconds", "30"] if args.quick else []))
+        run("oom_limit.py", "--engine", engine, *(["--pairs", "384mb:512Mi"] if args.quick else []))
     results = report.load_results(sorted(RESULTS_DIR.glob("*.json")))
     rows = []
     for r in results:
@@ -65,6 +66,10 @@ def main() -> None:
                 peak = max(c["bgsave"]["peak_pss"], c["bgrewriteaof"]["peak_pss"], c["peak_pss_whole_run"])
                 rows.append((f"fork {r['engine']} {c['maxmemory']}/{c['limit']} {c['writer']}",
                              f"peak {peak / 2**20:.0f} MiB = {c['peak_vs_limit']:.0%} of the limit"))
+        elif r["drill"] == "bench-oom-limit":
+            for c in f["cases"]:
+                rows.append((f"limits enforced {r['engine']} {c['maxmemory']}/{c['limit']} {c['writer']}",
+                             f"OOM kills {c['cgroup'].get('oom_kills')}, server restarted {c['server_restarted']}"))
         elif r["drill"] == "bench-eviction":
             rows.append((f"eviction {r['engine']}", f"hit rate {f['hit_rate_last_third']:.3f} (ideal "
                                                     f"{f['ideal_hit_rate_same_size']:.3f}), evicted {f['evicted_keys']}, "
