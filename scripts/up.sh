@@ -5,10 +5,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 
-cli=.venv/bin/alert-history-cache
-if "$cli" up --help >/dev/null 2>&1; then
-  exec "$cli" up "$@"
-fi
-# Until the local stack lands, show what it would run: the chart rendered with the defaults.
-echo "up.sh: 'alert-history-cache up' is not available yet; rendering the chart instead (alert-history-cache render)" >&2
-exec "$cli" render "$@"
+exec .venv/bin/alert-history-cache up "$@"
