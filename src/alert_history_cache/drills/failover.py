@@ -54,7 +54,7 @@ def truncate_last_command(data_dir: Path) -> dict:
             "last_command": data[last:].decode(errors="replace").replace("\r\n", " ").strip()}
 
 
-def scenario(stack, result: DrillResult, name: str, sig: int, load_s: float, truncate: bool = False) -> dict:
+def scenario(stack, name: str, sig: int, load_s: float, truncate: bool = False) -> dict:
     """Write load for `load_s`, the disruption, recovery, load again for `load_s`; acknowledged writes checked."""
     load = WriteLoad(make_client=lambda: stack.client("default", socket_timeout=2, socket_connect_timeout=2),
                      prefix=f"failover:{name}").start()
@@ -64,13 +64,12 @@ def scenario(stack, result: DrillResult, name: str, sig: int, load_s: float, tru
     t_kill = time.monotonic()
     acks_before = len(load.snapshot())
     fig: dict = {"signal": signal.Signals(sig).name}
+    stack.delete_pod(sig)
+    t_down = time.monotonic()  # the old server is gone: no acknowledgement after this came from it
     if truncate:
-        stack.delete_pod(sig)
         # The pod is down, so nothing writes the file: the writers only see refused connections meanwhile.
         fig["truncation"] = truncate_last_command(stack.data_dir)
-        stack.create_pod()
-    else:
-        stack.restart_server(sig)
+    stack.create_pod()
     recovery = stack.wait_ready(RECOVERY_GOAL_S + 30, since=t_kill)
     time.sleep(load_s)  # writes resume against the recovered pod
     load.stop()
@@ -79,7 +78,7 @@ def scenario(stack, result: DrillResult, name: str, sig: int, load_s: float, tru
     lines = log_since(stack, offset)
     replayed = replay_lines(lines)
     # The loss window: from the oldest lost acknowledgement to the last acknowledgement the dead server gave.
-    last_before = max((a.acked_at for a in acks if a.acked_at <= t_kill + recovery), default=t_kill)
+    last_before = max((a.acked_at for a in acks if a.acked_at <= t_down), default=t_kill)
     window = (last_before - min(a.acked_at for a in lost)) if lost else 0.0
     fig.update({
         "acknowledged_writes": len(acks), "acknowledged_before_kill": acks_before,
@@ -102,25 +101,26 @@ def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | No
         result.figures["aof_load_truncated"] = admin.config_get("aof-load-truncated").get("aof-load-truncated")
         result.figures["load_seconds_each_side"] = load_s
 
-        g = result.figures["graceful"] = scenario(stack, result, "graceful", signal.SIGTERM, load_s)
+        g = result.figures["graceful"] = scenario(stack, "graceful", signal.SIGTERM, load_s)
         result.check("graceful delete (SIGTERM): acknowledged writes lost", "0",
                      f"{g['lost_acknowledged_writes']} of {g['acknowledged_writes']}",
                      g["lost_acknowledged_writes"] == 0)
         _recovery(result, "graceful", g)
 
-        k = result.figures["hard_kill"] = scenario(stack, result, "hard_kill", signal.SIGKILL, load_s)
+        k = result.figures["hard_kill"] = scenario(stack, "hard_kill", signal.SIGKILL, load_s)
         k["note"] = KILL_NOTE
         result.check("hard kill (SIGKILL): loss window", f"<= {LOSS_WINDOW_GOAL_S:.0f} s (everysec)",
                      f"{k['loss_window_seconds']} s ({k['lost_acknowledged_writes']} of "
                      f"{k['acknowledged_writes']} lost)", k["loss_window_seconds"] <= LOSS_WINDOW_GOAL_S)
         _recovery(result, "hard_kill", k)
 
-        t = result.figures["truncated_aof"] = scenario(stack, result, "truncated", signal.SIGKILL, load_s,
+        t = result.figures["truncated_aof"] = scenario(stack, "truncated", signal.SIGKILL, load_s,
                                                        truncate=True)
         quoted = [l for l in t["truncation_log_lines"] if "loaded anyway" in l] or t["truncation_log_lines"][:1]
         result.check("truncated AOF tail loads (aof-load-truncated)",
                      "loads; dropped writes counted",
-                     f"dropped {t['lost_acknowledged_writes']} acknowledged write(s); log: "
+                     f"dropped {t['lost_acknowledged_writes']} acknowledged write(s) "
+                     f"(window {t['loss_window_seconds']} s); log: "
                      f"{quoted[0] if quoted else '(no truncation line)'}",
                      bool(quoted) and bool(t["replay_log_lines"]) and t["lost_acknowledged_writes"] <= 1)
         _recovery(result, "truncated", t)
