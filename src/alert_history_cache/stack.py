@@ -16,6 +16,7 @@ import copy
 import fcntl
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -146,6 +147,14 @@ def cleanup(state_dir: Path) -> list[str]:
         data["phase"] = "stopped"
         _write_json(state_dir / STATE_FILE, data)
     return done
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+    dest.chmod(0o755)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -297,14 +306,17 @@ class LocalStack:
         mapping = {name: path for name, path in self.engine.image_binaries().items()}
         if engines.EXPORTER.path.exists():
             mapping["redis_exporter"] = engines.EXPORTER.path
-        dirs = set()
         for name, target in mapping.items():
-            (bin_dir / name).symlink_to(target)
-            real = Path(os.path.realpath(target)).parent
-            if not str(real).startswith("/usr/"):
-                dirs.add(real)
+            real = Path(os.path.realpath(target))
+            if str(real).startswith("/usr/"):
+                (bin_dir / name).symlink_to(target)  # /usr is mounted in every container
+            else:
+                # A hard link (or a copy) rather than a symlink into the venv: the venv's folders may be
+                # unreachable for the pod's user (a checkout under a mode-700 dir) or hidden inside the
+                # container by a volume mounted over a parent (an emptyDir at /tmp over a checkout in /tmp).
+                _link_or_copy(real, bin_dir / name)
         bin_dir.chmod(0o755)
-        return bin_dir, sorted(dirs)
+        return bin_dir, []
 
     def _start_pod(self) -> None:
         bin_dir, binary_dirs = self._bin_dir()
