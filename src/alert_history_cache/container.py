@@ -47,13 +47,13 @@ class ContainerSpec:
     @classmethod
     def from_rendered(cls, container: dict, *, env: dict[str, str], identity: Identity, mounts: list[Mount],
                       read_only_root: bool, workdir: str, container_dir: Path, bin_dir: Path,
-                      binary_dirs: list[Path], root_links: dict[str, str], hosts_file: Path, hostname: str,
+                      root_links: dict[str, str], hosts_file: Path, hostname: str,
                       netns_path: Path, log_path: Path) -> "ContainerSpec":
         full_env = {"PATH": IMAGE_PATH, "HOSTNAME": hostname, "HOME": "/", **env}
         argv = [expand(a, full_env) for a in [*container.get("command", []), *container.get("args", [])]]
         if not argv:
             raise ValueError(f"container {container['name']!r} has no command: the chart must spell it out")
-        rootfs = RootFs(container_dir=container_dir, bin_dir=bin_dir, binary_dirs=binary_dirs,
+        rootfs = RootFs(container_dir=container_dir, bin_dir=bin_dir,
                         root_links=root_links, hosts_file=hosts_file, hostname=hostname, mounts=mounts,
                         identity=identity, workdir=container.get("workingDir") or workdir,
                         read_only_root=read_only_root)

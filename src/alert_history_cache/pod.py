@@ -34,7 +34,7 @@ def image_repository(image: str) -> str:
 
 
 class LocalPod:
-    def __init__(self, manifests, state: Path, *, bin_dir: Path, binary_dirs: list[Path],
+    def __init__(self, manifests, state: Path, *, bin_dir: Path,
                  root_links: dict[str, str], objects: Objects, backoff: tuple[float, float] = (10.0, 300.0),
                  on_change=None, event_log=None):
         sets = manifests.of_kind("StatefulSet")
@@ -53,7 +53,7 @@ class LocalPod:
                        "apps.kubernetes.io/pod-index": "0"}
         self.annotations = template["metadata"].get("annotations", {})
         self.grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
-        self.bin_dir, self.binary_dirs, self.root_links = bin_dir, binary_dirs, root_links
+        self.bin_dir, self.root_links = bin_dir, root_links
         self.objects = objects
         self.backoff = backoff
         self.on_change = on_change
@@ -126,7 +126,7 @@ class LocalPod:
             container, env=env, identity=identity, mounts=self._mounts(container, paths), read_only_root=ro_root,
             workdir=IMAGE_WORKDIR.get(image_repository(container.get("image", "")), "/"),
             container_dir=self.state / "containers" / container["name"], bin_dir=self.bin_dir,
-            binary_dirs=self.binary_dirs, root_links=self.root_links, hosts_file=self.hosts_file,
+            root_links=self.root_links, hosts_file=self.hosts_file,
             hostname=self.name, netns_path=self.net.netns_path, log_path=self.log_path(container["name"]))
 
     def _write_hosts(self) -> None:

@@ -5,8 +5,8 @@ into the pod's network namespace by nsenter), so every mount below exists only f
 away with it; nothing is created on the host's /. The root is a tmpfs at STATE/containers/<name>/root holding:
   /usr                read-only bind of the host's /usr (bin, lib, sbin are its symlinks, as on Debian)
   /etc                overlay: host /etc below, a private tmpfs above (mount points such as /etc/valkey)
-  /usr/local/bin      read-only bind of STATE/bin: the image's binary names -> the selected engine
-  <engine dirs>       read-only binds of the folders that hold the engine's binaries (same paths as the host)
+  /usr/local/bin      read-only bind of STATE/bin: the image's binary names -> the selected engine (hard links
+                      of the venv's binaries, symlinks into /usr for Debian's)
   /proc /dev /sys     proc, the host's /dev, a read-only /sys
   /etc/hosts          the pod's generated hosts file
   <volumeMounts>      the pod's volumes from the state dir at their rendered mountPaths (readOnly honoured)
@@ -55,7 +55,6 @@ class Identity:
 class RootFs:
     container_dir: Path  # STATE/containers/<name>
     bin_dir: Path  # STATE/bin
-    binary_dirs: list[Path]  # host folders of the engine's binaries, outside /usr
     root_links: dict[str, str]  # absolute path in the image -> symlink target (e.g. /redis_exporter)
     hosts_file: Path
     hostname: str
@@ -90,8 +89,6 @@ class RootFs:
             'mount -t overlay -o lowerdir=/etc,upperdir="$E/upper",workdir="$E/work" ahc-etc "$R/etc"',
             f'mount --bind -o ro {q(str(self.bin_dir))} "$R/usr/local/bin"',
         ]
-        for d in self.binary_dirs:
-            lines.append(f'mkdir -p "$R"{q(str(d))} && mount --bind -o ro {q(str(d))} "$R"{q(str(d))}')
         for path, target in self.root_links.items():
             lines.append(f'ln -s {q(target)} "$R"{q(path)}')
         lines += [

@@ -297,7 +297,7 @@ class LocalStack:
         if self.monitoring_enabled:
             engines.PROMETHEUS.binary, engines.ALERTMANAGER.binary  # noqa: B018
 
-    def _bin_dir(self) -> tuple[Path, list[Path]]:
+    def _bin_dir(self) -> Path:
         """STATE/bin: the image's binary names -> this engine's binaries (mounted at /usr/local/bin)."""
         bin_dir = self.state_dir / "bin"
         bin_dir.mkdir(exist_ok=True)
@@ -316,10 +316,10 @@ class LocalStack:
                 # container by a volume mounted over a parent (an emptyDir at /tmp over a checkout in /tmp).
                 _link_or_copy(real, bin_dir / name)
         bin_dir.chmod(0o755)
-        return bin_dir, []
+        return bin_dir
 
     def _start_pod(self) -> None:
-        bin_dir, binary_dirs = self._bin_dir()
+        bin_dir = self._bin_dir()
         external = {}
         existing = self.full_values["valkey"]["password"]["existingSecret"]
         if existing:
@@ -329,7 +329,7 @@ class LocalStack:
             external[existing] = read_secret_files(self.secret_files)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         self._event_log = open(self.state_dir / "logs" / "kubelet.log", "a")
-        self.pod = LocalPod(self.manifests, self.state_dir, bin_dir=bin_dir, binary_dirs=binary_dirs,
+        self.pod = LocalPod(self.manifests, self.state_dir, bin_dir=bin_dir,
                             root_links=IMAGE_ROOT_LINKS, objects=Objects(self.manifests, external),
                             backoff=self.backoff, on_change=self._write_state, event_log=self._event_log)
         self.pod.start(owner={"state_dir": str(self.state_dir), "pid": os.getpid()})
