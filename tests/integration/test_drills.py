@@ -66,3 +66,17 @@ def test_failover_drill(engine, tmp_path, needs_root):
     assert trunc["lost_acknowledged_writes"] <= 1 and trunc["loss_window_seconds"] <= 1.0
     assert trunc["truncation"]["last_command"].startswith("*3 $3 SET")  # the cut hit a write of the load
     assert any("loaded anyway" in line for line in trunc["truncation_log_lines"])
+
+
+def test_persistence_drill_fails_without_aof(tmp_path, needs_root):
+    """A criterion that fails makes the drill exit non-zero, and the JSON names it."""
+    engine_or_skip("valkey8")
+    values = tmp_path / "fast-probes.yaml"
+    values.write_text(yaml.safe_dump(FAST_PROBES))
+    out = tmp_path / "persistence.json"
+    res = CliRunner().invoke(main, ["drill", "persistence", "-f", str(values), "--set", "valkey.settings.appendonly=false",
+                                    "--json", str(out), "--state-dir", str(tmp_path / "state")])
+    assert res.exit_code == 1, res.output
+    data = json.loads(out.read_text())
+    failed = {c["name"] for c in data["criteria"] if not c["passed"]}
+    assert not data["passed"] and "appendonly (CONFIG GET as admin)" in failed

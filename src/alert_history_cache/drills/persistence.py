@@ -58,7 +58,8 @@ def aof_files(data_dir: Path) -> dict[str, int]:
 def manifest_entries(data_dir: Path) -> list[dict[str, str]]:
     """The manifest's lines as dicts: {"file": ..., "seq": ..., "type": "b"|"i"|"h"}."""
     entries = []
-    for line in (data_dir / AOF_DIR / MANIFEST).read_text().splitlines():
+    path = data_dir / AOF_DIR / MANIFEST
+    for line in (path.read_text() if path.exists() else "").splitlines():
         parts = line.split()
         if len(parts) >= 2:
             entries.append(dict(zip(parts[0::2], parts[1::2])))
