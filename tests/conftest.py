@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from dataclasses import dataclass
@@ -50,3 +51,15 @@ def ci_set(request) -> CiSet:
 def render_chart():
     """The cached render function: render_chart(values, release=..., namespace=...)."""
     return render
+
+
+def with_(base: dict, **dotted) -> dict:
+    """A copy of base with dotted keys set: with_(BASE, **{"valkey.replicas": 0})."""
+    out = copy.deepcopy(base)
+    for key, value in dotted.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 
 import pytest
-from conftest import CI_DIR, load_yaml
+from conftest import CI_DIR, load_yaml, with_
 
 SPEC = {**load_yaml(CI_DIR / "default-values.yaml"), "fullnameOverride": "alerthistory"}
 NAME = "alerthistory-redis"
 
 
-def with_(base: dict, **dotted) -> dict:
-    """A copy of base with dotted keys set: with_(SPEC, **{"valkey.replicas": 0})."""
-    out = copy.deepcopy(base)
-    for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,12 @@ chart ships it in a sidecar-labelled ConfigMap, and its structure is what the sp
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import sys
 
 import pytest
-from conftest import CI_DIR, load_yaml
+from conftest import CI_DIR, load_yaml, with_
 
 from alert_history_cache import chart
 
@@ -39,15 +38,6 @@ def board() -> dict:
     return json.loads(cache_dashboard.OUTPUT.read_text())
 
 
-def with_(base: dict, **dotted) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 def test_committed_json_matches_a_fresh_generation():

@@ -3,11 +3,10 @@ pitfall guards. Behaviour over time is proven by promtool in tests/rules/."""
 
 from __future__ import annotations
 
-import copy
 import re
 
 import pytest
-from conftest import CI_DIR, load_yaml
+from conftest import CI_DIR, load_yaml, with_
 
 from alert_history_cache import chart
 
@@ -23,15 +22,6 @@ EXTRA_ALERTS = ["RedisTargetAbsent", "RedisExporterDown", "RedisAofWriteFailure"
 RUNBOOKS = chart.REPO_ROOT / "docs" / "runbooks"
 
 
-def with_(base: dict, **dotted) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 def rule_object(render_chart, values=BASE) -> dict:

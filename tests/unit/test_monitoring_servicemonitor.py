@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 
 import pytest
-from conftest import CI_DIR, load_yaml
+from conftest import CI_DIR, load_yaml, with_
 
 from alert_history_cache import chart
 
@@ -13,15 +12,6 @@ BASE = {**load_yaml(CI_DIR / "default-values.yaml"), "fullnameOverride": "alerth
 NS = "cache"
 
 
-def with_(base: dict, **dotted) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 def render(render_chart, values=BASE, namespace=NS):
