@@ -73,7 +73,8 @@ def _exporter(redis_port: int, port: int) -> HTTPExecutor:
         str(engines.EXPORTER.binary), "-redis.addr", f"redis://127.0.0.1:{redis_port}",
         "-web.listen-address", f"127.0.0.1:{port}",
     ]
-    # The password reaches the exporter through its environment, as in the pod.
+    # The password reaches the exporter through its environment, never argv (the pod itself reads a file
+    # that config-init writes, REDIS_PASSWORD_FILE; the metric names do not depend on how it logs in).
     env = {"REDIS_USER": "exporter", "REDIS_PASSWORD": EXPORTER_PASSWORD, "PATH": "/usr/bin:/bin"}
     return HTTPExecutor(cmd, url=f"http://127.0.0.1:{port}/metrics", timeout=30, envvars=env)
 
