@@ -109,3 +109,15 @@ def make_stack(tmp_path, needs_root):
 def nothing_left():
     """assert_nothing_left(state_dir), for tests that start stacks through the CLI."""
     return assert_nothing_left
+
+
+@pytest.fixture(scope="module", params=ALL_ENGINES)
+def stack_per_engine(request, tmp_path_factory):
+    """One local stack per engine for a module: the rendered pod with config-init, probes and exporter."""
+    from .rendered_server import stack_server  # imported late: it imports a test module
+
+    if os.geteuid() != 0:
+        pytest.skip("the local stack needs root (network and mount namespaces)")
+    engine_or_skip(request.param)
+    with stack_server(request.param, tmp_path_factory.mktemp(f"stack-{request.param}")) as s:
+        yield s

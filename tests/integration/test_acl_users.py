@@ -7,7 +7,6 @@ chart's own ACL file, written by the chart's init-acl.sh from the rendered Secre
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
@@ -15,8 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .conftest import ALL_ENGINES, engine_or_skip
-from .rendered_server import rendered_server, stack_server
+from .rendered_server import rendered_server
 
 pytestmark = pytest.mark.integration
 
@@ -119,14 +117,9 @@ def check_table(connect, allowed, forbidden) -> list[str]:
     return problems
 
 
-@pytest.fixture(scope="module", params=ALL_ENGINES)
-def server(request, tmp_path_factory):
-    """One local stack per engine for the module: the rendered pod with config-init, probes and exporter."""
-    if os.geteuid() != 0:
-        pytest.skip("the local stack needs root (network and mount namespaces)")
-    engine_or_skip(request.param)
-    with stack_server(request.param, tmp_path_factory.mktemp(f"stack-{request.param}")) as s:
-        yield s
+@pytest.fixture(scope="module")
+def server(stack_per_engine):
+    return stack_per_engine
 
 
 def raw(host: str, port: int, payload: bytes) -> bytes:

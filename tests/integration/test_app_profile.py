@@ -7,7 +7,6 @@ scripts; the dangerous commands are refused; afterwards the server's ACL LOG hol
 
 from __future__ import annotations
 
-import os
 import hashlib
 import socket
 import threading
@@ -15,8 +14,6 @@ import threading
 import pytest
 import redis
 
-from .conftest import ALL_ENGINES, engine_or_skip
-from .rendered_server import stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -63,14 +60,9 @@ def go_redis_handshake(sock: socket.socket, password: str) -> bytes:
     return data
 
 
-@pytest.fixture(scope="module", params=ALL_ENGINES)
-def server(request, tmp_path_factory):
-    """One local stack per engine for the module: the rendered pod with config-init, probes and exporter."""
-    if os.geteuid() != 0:
-        pytest.skip("the local stack needs root (network and mount namespaces)")
-    engine_or_skip(request.param)
-    with stack_server(request.param, tmp_path_factory.mktemp(f"stack-{request.param}")) as s:
-        yield s
+@pytest.fixture(scope="module")
+def server(stack_per_engine):
+    return stack_per_engine
 
 
 def test_go_redis_connection_handshake(server):

@@ -4,11 +4,12 @@ discovery and the operator give, the chart's rules are loaded, and an alert trav
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
 from alert_history_cache.monitoring_stack import MonitoringOptions
+
+from .alert_helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -17,15 +18,6 @@ VALUES = {
     "monitoring": {"prometheusRule": {"rateWindow": "10s"}, "rules": {"redisTargetAbsent": {"for": "0s"}}},
 }
 
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_scrape_job_rules_and_alert_path(make_stack) -> None:
