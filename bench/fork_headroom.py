@@ -94,6 +94,19 @@ class RateWriter(threading.Thread):
         self.run_ = loadgen.run(self.target, self.workload, self.stages, connections=50, workers=1)
 
 
+def start_writer(stack: LocalStack, bench_user: str, writer_rate: float | None, seconds: float):
+    """The sustained writes: the open-loop RateWriter at writer_rate SET/s, or a redis-benchmark flood as the
+    throwaway `nopass` bench user when writer_rate is None (stop it with .terminate())."""
+    if writer_rate:
+        writer = RateWriter(stack.pod_ip, stack.port, stack.user_password("default"), writer_rate, seconds)
+        writer.start()
+        return writer
+    return subprocess.Popen(
+        [redis_benchmark(), "-h", stack.pod_ip, "-p", str(stack.port), "--user", bench_user, "-a", "x",
+         "-t", "set", "-d", "2048", "-r", "5000000", "-c", "50", "-n", "1000000000", "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def measure(engine: str, maxmemory: str, limit: str, steady: float, writer_rate: float | None) -> dict:
     values = {"valkey": {"settings": {"maxmemory": maxmemory},
                          "resources": {"limits": {"memory": limit}, "requests": {"memory": limit}}}}
@@ -110,15 +123,7 @@ def measure(engine: str, maxmemory: str, limit: str, steady: float, writer_rate:
         out: dict = {"engine": engine, "maxmemory": maxmemory, "limit": limit, "limit_bytes": limit_b,
                      "writer": f"{writer_rate:g} SET/s (open loop)" if writer_rate else "redis-benchmark flood", **fill}
         with BenchUser(admin) as user:
-            if writer_rate:
-                writer = RateWriter(stack.pod_ip, stack.port, stack.user_password("default"), writer_rate,
-                                    steady + 15)
-                writer.start()
-            else:
-                writer = subprocess.Popen(
-                    [redis_benchmark(), "-h", stack.pod_ip, "-p", str(stack.port), "--user", user, "-a", "x",
-                     "-t", "set", "-d", "2048", "-r", "5000000", "-c", "50", "-n", "1000000000", "-q"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            writer = start_writer(stack, user, writer_rate, steady + 15)
             try:
                 time.sleep(steady)
                 stats0 = admin.info("stats")

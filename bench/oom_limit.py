@@ -14,17 +14,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import subprocess
 import tempfile
 import time
 
 import redis
 
 from _common import DrillResult, fill_to_maxmemory, mib, save, say
-from fork_headroom import RateWriter, wait_fork_done, wait_idle
+from fork_headroom import start_writer, wait_fork_done, wait_idle
 
 from alert_history_cache.drills import limits
-from alert_history_cache.drills.capacity import BenchUser, redis_benchmark
+from alert_history_cache.drills.capacity import BenchUser
 from alert_history_cache.stack import LocalStack
 
 
@@ -45,14 +44,7 @@ def measure(engine: str, maxmemory: str, limit: str, writer_rate: float | None, 
             app.close()
             wait_idle(admin)
             with BenchUser(admin) as user:
-                if writer_rate:
-                    writer = RateWriter(stack.pod_ip, stack.port, stack.user_password("default"), writer_rate, steady + 15)
-                    writer.start()
-                else:
-                    writer = subprocess.Popen(
-                        [redis_benchmark(), "-h", stack.pod_ip, "-p", str(stack.port), "--user", user, "-a", "x",
-                         "-t", "set", "-d", "2048", "-r", "5000000", "-c", "50", "-n", "1000000000", "-q"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                writer = start_writer(stack, user, writer_rate, steady + 15)
                 steps = []
                 try:
                     time.sleep(steady)
