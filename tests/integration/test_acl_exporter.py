@@ -103,15 +103,20 @@ def server(engine, tmp_path):
         yield s
 
 
-def test_exporter_user_exports_every_family(server, tmp_path):
-    admin = server.admin()
-    app = server.app()
-    # Traffic that makes the conditional families appear: hits, misses, an error reply, a slow-log entry.
+def hits_misses_and_an_error(app) -> None:
+    """A hit, a miss and a refused command (NOPERM), so the keyspace and error-stat families exist."""
     app.set("group:1", "v")
     app.get("group:1")
     app.get("group:missing")
     with pytest.raises(redis.exceptions.NoPermissionError):
         app.flushall()
+
+
+def test_exporter_user_exports_every_family(server, tmp_path):
+    admin = server.admin()
+    app = server.app()
+    # Traffic that makes the conditional families appear: hits, misses, an error reply, a slow-log entry.
+    hits_misses_and_an_error(app)
     admin.config_set("slowlog-log-slower-than", 0)
     app.ping()
     admin.config_set("slowlog-log-slower-than", server.values["valkey"]["settings"]["slowlogThreshold"])
@@ -167,11 +172,7 @@ def test_stack_exporter_as_its_user_exports_every_family(engine_name, tmp_path):
     with stack_server(engine_name, tmp_path / "state") as server:
         admin = server.admin()
         app = server.app()
-        app.set("group:1", "v")
-        app.get("group:1")
-        app.get("group:missing")
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            app.flushall()
+        hits_misses_and_an_error(app)
         admin.acl_log_reset()
         pod_metrics = server.stack.endpoints()["metrics"]
         body = urllib.request.urlopen(pod_metrics, timeout=10).read().decode()
