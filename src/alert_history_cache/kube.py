@@ -6,26 +6,13 @@ from __future__ import annotations
 import base64
 import math
 import re
-from decimal import Decimal
 from pathlib import Path
 
-_SUFFIX = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}
+from .units import quantity
 
 
 class KubeError(ValueError):
     """The rendered objects ask for something the local pod cannot provide; the message says what."""
-
-
-def quantity(text: str | int | float) -> Decimal:
-    """A Kubernetes quantity ("512Mi", "500m", "1e3") as a number."""
-    match = re.fullmatch(r"([+-]?[0-9.]+(?:[eE][+-]?\d+)?)([A-Za-z]*)", str(text).strip())
-    if not match or match.group(2) not in _SUFFIX:
-        raise KubeError(f"not a Kubernetes quantity: {text!r}")
-    return Decimal(match.group(1)) * Decimal(_SUFFIX[match.group(2)])
 
 
 def selector_matches(selector: dict | None, labels: dict) -> bool:

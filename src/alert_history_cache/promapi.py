@@ -1,0 +1,91 @@
+"""The one HTTP client of the local Prometheus and Alertmanager (both on 127.0.0.1).
+
+Proxies are never used: the servers are local, and a proxy from the environment (http_proxy) would
+otherwise swallow the requests of some callers and not others."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from .waiting import wait_until
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class PromAPIError(RuntimeError):
+    """Prometheus or Alertmanager answered with an error (or not at all); the message says which."""
+
+
+def http(method: str, url: str, *, params: dict | None = None, timeout: float = 10) -> bytes:
+    """One request without proxies; returns the body, raises PromAPIError on an HTTP or connection error."""
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    try:
+        with _OPENER.open(urllib.request.Request(url, method=method), timeout=timeout) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        raise PromAPIError(f"{method} {url}: HTTP {exc.code}: {exc.read()[:500]!r}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise PromAPIError(f"{method} {url}: {exc}") from exc
+
+
+class Prometheus:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def api(self, path: str, **params) -> dict | list:
+        """GET /api/v1/<path> and return its `data`."""
+        body = json.loads(http("GET", f"{self.url}/api/v1/{path}", params=params))
+        if body.get("status") != "success":
+            raise PromAPIError(f"Prometheus {path}: {body}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict]:
+        """Instant query: the result vector."""
+        return self.api("query", query=promql)["result"]
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict]:
+        return self.api("query_range", query=promql, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step:g}")["result"]
+
+    def active_targets(self) -> list[dict]:
+        return self.api("targets", state="active")["activeTargets"]
+
+    def rules(self) -> list[dict]:
+        return [r for g in self.api("rules")["groups"] for r in g["rules"]]
+
+    def reload(self) -> None:
+        """POST /-/reload (needs --web.enable-lifecycle)."""
+        http("POST", f"{self.url}/-/reload", timeout=30)
+
+    def ready(self) -> bool:
+        try:
+            http("GET", f"{self.url}/-/ready", timeout=2)
+            return True
+        except PromAPIError:
+            return False
+
+    def wait_target_up(self, pod: str, timeout: float = 30) -> dict:
+        """An active target of `pod` that Prometheus scraped successfully (new targets reach the scrapers
+        every 5 s, so the first scrape comes a few seconds after a start)."""
+        def healthy():
+            return [t for t in self.active_targets() if t["health"] == "up" and t["labels"].get("pod") == pod]
+        return wait_until(healthy, timeout, f"a healthy scrape target for pod {pod}", interval=0.2)[0]
+
+
+class Alertmanager:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def alerts(self) -> list[dict]:
+        """Alerts Alertmanager holds (API v2)."""
+        return json.loads(http("GET", f"{self.url}/api/v2/alerts"))
+
+    def ready(self) -> bool:
+        try:
+            http("GET", f"{self.url}/-/ready", timeout=2)
+            return True
+        except PromAPIError:
+            return False
