@@ -122,6 +122,7 @@ def write_in_place(path: str | os.PathLike, text: str) -> bool:
     path = Path(path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        os.fchmod(fd, 0o644)  # readable by the containers' users whatever the umask
         with os.fdopen(fd, "r+b", closefd=False) as f:
             if f.read() == data:
                 return False
