@@ -12,9 +12,10 @@ One nft table (family ip) per stack holds everything, modelled on kube-proxy's n
                   Ready endpoint, or a port the Service does not have. Connections are refused at once
                   (ICMP port unreachable, like kube-proxy's `reject`) instead of hanging or leaking to the
                   host's default route.
-`sync` replaces the whole table in one `nft -f` transaction, so readers never see half a ruleset; it takes a
-few milliseconds. Established connections keep their conntrack NAT binding (as with kube-proxy), so removing
-an endpoint stops new connections to it, not the open ones.
+`sync` replaces the whole table in one `nft -f` transaction, so readers never see half a ruleset; it takes
+tens of milliseconds (measured here: 90 ms for 20 Services of 3 ports and 3 endpoints each). Established
+connections keep their conntrack NAT binding (as with kube-proxy), so removing an endpoint stops new
+connections to it, not the open ones.
 
 Pods reach each other and their Services through the host, so `net.ipv4.ip_forward` must be 1 while a stack
 runs: `ensure_forwarding()` sets it and returns the previous value; `restore_forwarding()` puts it back once
@@ -227,7 +228,8 @@ def ensure_forwarding() -> bool:
 
     The setting is global to the host and stacks run in parallel, so each caller is counted (one file per
     process under /run/alert-history-cache/forwarding/) and the value found by the first one is kept:
-    `restore_forwarding` puts it back when the last caller is done, whatever value it is given."""
+    `restore_forwarding` puts it back when the last caller is done, whatever value it is given. Call both from
+    the process that lives as long as the stack (its supervisor): a caller whose process died no longer counts."""
     with _allocation_lock():
         holders = _holders()
         previous = IP_FORWARD.read_text().strip() == "1"
