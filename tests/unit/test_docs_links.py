@@ -21,13 +21,14 @@ ROOT = chart.REPO_ROOT
 # Folders that are never part of the project when the tree is walked without git (tools, caches, results).
 UNTRACKED_DIRS = {".git", ".venv", ".venv-checkov", ".venv-nca", "node_modules", "__pycache__", ".pytest_cache",
                   ".setup-stamps", ".state", "results"}
-# Upstream files kept byte for byte (schemas/crds/README.md): their wording is not ours to change. And this
-# file, which spells out what it forbids.
+# Exempt: upstream files kept byte for byte (schemas/crds/README.md), whose wording is not ours to change, and
+# this file, which spells out what it forbids.
 EXEMPT = re.compile(r"^(schemas/crds/.*\.yaml|tests/unit/test_docs_links\.py)$")
 
-# What a clone does not have. The patterns are written so that this file does not match them itself.
+# What a clone does not have: the sibling folder (as a path, or built from the repository's parent), the design
+# notes kept there, and the original task text, by name or by section number.
 FORBIDDEN = {
-    "the sibling shared folder": re.compile(r"\.\./shared\b"),
+    "the sibling shared folder": re.compile(r"\.\./shared\b|\.parent\s*/\s*[\"']shared[\"']"),
     "the design notes file": re.compile(r"\bDESIGN\.md\b", re.I),
     "the original task text ('the spec')": re.compile(r"(?<![a-z])the[ _-]spec(?![a-z])", re.I),
     "the original task text ('spec's')": re.compile(r"(?<![a-z])spec's(?![a-z])", re.I),
@@ -88,7 +89,8 @@ def test_every_cited_requirement_is_defined():
 
 def test_the_patterns_catch_what_they_should():
     cases = {
-        "the sibling shared folder": ["CRD_DIR = REPO_ROOT.parent / '..' + '/../shared/crds'", "see ../shared"],
+        "the sibling shared folder": ["CRD_DIR = chart.REPO_ROOT.parent / \"shared\" / \"crds\"", "see ../shared/crds",
+                                      "ROOT.parent/'shared'"],
         "the design notes file": ["see DESIGN.md", "(design.md)"],
         "the original task text ('the spec')": ["the spec's criteria", "The Spec asks", "meets_the_spec_criteria"],
         "the original task text ('spec's')": ["Spec's 7 minutes"],
