@@ -26,7 +26,7 @@ for v in "$PO_VERSION" "$CM_VERSION"; do
 done
 
 DIR=schemas/crds
-# file  repository  path-in-repository  (the file name is <group>_<plural>.yaml, as upstream names it)
+# Per project: the files taken (upstream names them <group>_<plural>.yaml), its repository and their folder.
 PO_FILES=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml
           monitoring.coreos.com_podmonitors.yaml)
 PO_REPO=prometheus-operator/prometheus-operator PO_PATH=example/prometheus-operator-crd
