@@ -1,11 +1,14 @@
-"""The rendered ServiceMonitor and PrometheusRule validate against prometheus-operator's CRD schemas
-(../shared/crds), made strict: `additionalProperties: false` wherever the CRD lists properties but leaves
-other keys open, so a misspelt field fails here instead of being dropped by the API server."""
+"""The rendered custom resources (ServiceMonitor, PrometheusRule, and any other kind a vendored CRD defines)
+validate against the CRD schemas vendored in schemas/crds/ (see its README.md for source and version), made
+strict: `additionalProperties: false` wherever the CRD lists properties but leaves other keys open, so a
+misspelt field fails here instead of being dropped by the API server."""
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import re
 
 import jsonschema
 import pytest
@@ -14,13 +17,12 @@ from conftest import CI_DIR, load_yaml
 
 from alert_history_cache import chart
 
-# In CI the shared folder sits beside the checkout: <repo>/../shared/crds.
-CRD_DIR = chart.REPO_ROOT.parent / "shared" / "crds"
-CRD_FILES = {
+CRD_DIR = chart.REPO_ROOT / "schemas" / "crds"
+# The kinds the chart renders today, each from its vendored CRD file.
+RENDERED_KINDS = {
     "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
     "PrometheusRule": "monitoring.coreos.com_prometheusrules.yaml",
 }
-needs_crds = pytest.mark.skipif(not CRD_DIR.is_dir(), reason=f"{CRD_DIR} missing")
 
 
 def strict(schema):
@@ -41,11 +43,25 @@ def strict(schema):
 
 
 @functools.lru_cache(maxsize=None)
+def crds() -> dict[str, dict]:
+    """Vendored CRD file name -> the CustomResourceDefinition it holds."""
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(CRD_DIR.glob("*.yaml"))}
+
+
+@functools.lru_cache(maxsize=None)
+def schemas() -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> openAPIV3Schema, for every version of every vendored CRD."""
+    out = {}
+    for crd in crds().values():
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            out[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
 def validator(kind: str, api_version: str) -> jsonschema.Validator:
-    crd = yaml.safe_load((CRD_DIR / CRD_FILES[kind]).read_text())
-    group = crd["spec"]["group"]
-    [version] = [v for v in crd["spec"]["versions"] if f"{group}/{v['name']}" == api_version]
-    return jsonschema.Draft7Validator(strict(version["schema"]["openAPIV3Schema"]))
+    return jsonschema.Draft7Validator(strict(schemas()[(api_version, kind)]))
 
 
 def errors(obj: dict) -> list[str]:
@@ -53,22 +69,47 @@ def errors(obj: dict) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(obj)]
 
 
-def monitoring_objects(manifests) -> list[dict]:
-    return [o for kind in CRD_FILES for o in manifests.of_kind(kind)]
+def custom_resources(manifests) -> list[dict]:
+    """Every rendered object whose group a vendored CRD defines (so a new kind is validated as soon as it renders)."""
+    groups = {crd["spec"]["group"] for crd in crds().values()}
+    return [o for o in manifests if o["apiVersion"].split("/")[0] in groups]
 
 
-@needs_crds
-def test_every_ci_set_renders_valid_monitoring_objects(ci_set):
-    objs = monitoring_objects(ci_set.manifests)
+def test_the_vendored_crds_are_the_ones_the_readme_names():
+    """Each vendored file is the CRD its name says, listed in the README with its version; prometheus-operator's
+    files carry their version in an annotation, which must match the README."""
+    readme = (CRD_DIR / "README.md").read_text()
+    assert {"monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_prometheusrules.yaml",
+            "monitoring.coreos.com_podmonitors.yaml", "cert-manager.io_certificates.yaml"} <= set(crds())
+    for name, crd in crds().items():
+        assert crd["kind"] == "CustomResourceDefinition", name
+        assert name == f"{crd['spec']['group']}_{crd['spec']['names']['plural']}.yaml"
+        row = re.search(rf"^\| `{re.escape(name)}` \|.*\| (v[0-9][^ |]*) \|$", readme, re.M)
+        assert row, f"{name} has no row with a version in {CRD_DIR / 'README.md'}"
+        annotated = crd["metadata"].get("annotations", {}).get("operator.prometheus.io/version")
+        if annotated:
+            assert row.group(1) == f"v{annotated}", name
+
+
+def test_the_vendored_crds_match_their_checksums():
+    """SHA256SUMS is written by scripts/update-crds.sh: a hand edit of a vendored file fails here."""
+    sums = dict(reversed(line.split(maxsplit=1)) for line in (CRD_DIR / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == set(crds())
+    for name, digest in sums.items():
+        assert hashlib.sha256((CRD_DIR / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_every_ci_set_renders_valid_custom_resources(ci_set):
+    objs = custom_resources(ci_set.manifests)
     enabled = ci_set.manifests.of_kind("StatefulSet") and ci_set.values.get("monitoring", {}).get(
         "prometheusEnabled", True
     )
-    assert len(objs) == (2 if enabled else 0), [o["kind"] for o in objs]
+    monitoring = [o["kind"] for o in objs if o["kind"] in RENDERED_KINDS]
+    assert sorted(monitoring) == (sorted(RENDERED_KINDS) if enabled else []), monitoring
     for obj in objs:
         assert errors(obj) == [], f"{ci_set.name}: {obj['kind']}"
 
 
-@needs_crds
 @pytest.mark.parametrize(
     "kind, path, key",
     [
@@ -89,7 +130,6 @@ def test_a_misspelt_field_is_rejected(render_chart, kind, path, key):
     assert any(key in e for e in errors(obj)), errors(obj)
 
 
-@needs_crds
 def test_a_malformed_duration_is_rejected(render_chart):
     [rule] = render_chart(load_yaml(CI_DIR / "default-values.yaml")).of_kind("PrometheusRule")
     rule = copy.deepcopy(rule)
