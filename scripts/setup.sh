@@ -16,7 +16,7 @@ APT_PACKAGES=(redis-server redis-tools prometheus prometheus-alertmanager promet
 # Services those packages ship: we run our own instances, so none of these may run or start at boot.
 APT_SERVICES=(redis-server prometheus prometheus-alertmanager prometheus-redis-exporter prometheus-node-exporter)
 PYTHON=${PYTHON:-python3}
-CHECKOV_SPEC='checkov>=3.3,<3.4'          # own venv: pins networkx 2.6.3 (DESIGN.md)
+CHECKOV_SPEC='checkov>=3.3,<3.4'          # own venv: pins networkx 2.6.3, which nca's 3.2.1 clashes with
 NCA_SPEC='network-config-analyzer==2.1.0' # own venv: wants networkx 3.2.1
 
 LOGS=$(mktemp -d)
