@@ -1,20 +1,33 @@
-{{/* Chart name, truncated to the DNS label limit. */}}
+{{/* Chart name, truncated to the DNS label limit (it is the app.kubernetes.io/name label value). */}}
 {{- define "alert-history.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Release prefix of every name: fullnameOverride, or <release>-<chart> unless the release already holds the chart name. */}}
+{{/*
+Release prefix of every name: fullnameOverride, or <release>-<chart> unless the release already holds the chart
+name. Cut to 41 characters: the longest derived name, <fullname>-redis-test-connection (22 more), must fit a
+63-character DNS label, and the StatefulSet <fullname>-redis (at most 47) stays under the 52 characters that keep
+its pods' controller-revision-hash label (<name>-<10-character hash>) a valid label value.
+Helm accepts release names with dots and a leading digit; Service names are DNS-1035 labels, so dots become
+dashes and a name that would start with a digit gets the prefix "r-".
+*/}}
 {{- define "alert-history.fullname" -}}
+{{- $full := "" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 57 | trimSuffix "-" -}}
+{{- $full = .Values.fullnameOverride -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 57 | trimSuffix "-" -}}
+{{- $full = .Release.Name -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 57 | trimSuffix "-" -}}
+{{- $full = printf "%s-%s" .Release.Name $name -}}
 {{- end -}}
 {{- end -}}
+{{- $full = replace "." "-" $full -}}
+{{- if regexMatch "^[^a-z]" $full -}}
+{{- $full = printf "r-%s" $full -}}
+{{- end -}}
+{{- regexReplaceAll "-+$" ($full | trunc 41) "" -}}
 {{- end -}}
 
 {{/* The cache tier's base name: <fullname>-redis (the StatefulSet, the client Service, the pod prefix). */}}
