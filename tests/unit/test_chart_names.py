@@ -117,9 +117,11 @@ def problems(m: chart.Manifests) -> list[str]:
                 if not (len(pvc) <= 253 and DNS1123_SUBDOMAIN.match(pvc)):
                     bad.append(f"PersistentVolumeClaim/{pvc}: not a DNS-1123 subdomain")
                 bad += _labels_problems(f"PersistentVolumeClaim/{pvc}", claim["metadata"].get("labels"))
-    # Every ConfigMap and Secret a pod mounts is one the chart renders, under the same (possibly cut) name.
+    # The chart's own ConfigMap and Secret volumes name objects it renders, under the same (possibly cut) name.
     for obj in m.of_kind("StatefulSet"):
         for vol in obj["spec"]["template"]["spec"].get("volumes", []):
+            if vol["name"] not in ("config", "scripts", "secret"):
+                continue  # valkey.extraVolumes name the user's own objects
             if "configMap" in vol and ("ConfigMap", vol["configMap"]["name"]) not in names:
                 bad.append(f"volume {vol['name']}: no ConfigMap {vol['configMap']['name']}")
             if "secret" in vol and ("Secret", vol["secret"]["secretName"]) not in names:
