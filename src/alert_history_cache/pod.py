@@ -33,6 +33,19 @@ def image_repository(image: str) -> str:
     return name.rsplit(":", 1)[0] if ":" in last else name
 
 
+def image_workdir(image: str) -> str:
+    """WORKDIR of a known image, also behind a registry or mirror path (global.imageRegistry, image.registry)."""
+    repository = image_repository(image)
+    if repository in IMAGE_WORKDIR:
+        return IMAGE_WORKDIR[repository]
+    parts = repository.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        for i in range(1, len(parts)):
+            if "/".join(parts[i:]) in IMAGE_WORKDIR:
+                return IMAGE_WORKDIR["/".join(parts[i:])]
+    return "/"
+
+
 class LocalPod:
     def __init__(self, manifests, state: Path, *, bin_dir: Path,
                  root_links: dict[str, str], objects: Objects, backoff: tuple[float, float] = (10.0, 300.0),
@@ -124,7 +137,7 @@ class LocalPod:
         env = resolve_env(container, self.objects, self._fields())
         return ContainerSpec.from_rendered(
             container, env=env, identity=identity, mounts=self._mounts(container, paths), read_only_root=ro_root,
-            workdir=IMAGE_WORKDIR.get(image_repository(container.get("image", "")), "/"),
+            workdir=image_workdir(container.get("image", "")),
             container_dir=self.state / "containers" / container["name"], bin_dir=self.bin_dir,
             root_links=self.root_links, hosts_file=self.hosts_file,
             hostname=self.name, netns_path=self.net.netns_path, log_path=self.log_path(container["name"]))

@@ -148,5 +148,5 @@ def test_writable_paths_are_emptydirs_or_the_data_volume(ci_set):
 
 
 def test_root_is_refused():
-    with pytest.raises(chart.RenderError, match="/valkey/securityContext/runAsUser"):
-        chart.render({"valkey": {"securityContext": {"runAsUser": 0}}})
+    with pytest.raises(chart.RenderError, match="/valkey/containerSecurityContext/runAsUser"):
+        chart.render({"valkey": {"containerSecurityContext": {"runAsUser": 0}}})

@@ -100,7 +100,9 @@ def test_guards_against_the_pitfalls(default):
 
 def test_rss_is_judged_against_the_rendered_container_limit(render_chart):
     for quantity, number in [("512Mi", 536870912), ("1Gi", 1073741824), ("1G", 1000000000)]:
-        values = with_(BASE, **{"valkey.resources.limits.memory": quantity, "valkey.settings.maxmemory": "100mb"})
+        # The request moves with the limit: Kubernetes refuses a request above its limit, and so does the chart.
+        values = with_(BASE, **{"valkey.resources.limits.memory": quantity, "valkey.resources.requests.memory": quantity,
+                                "valkey.settings.maxmemory": "100mb"})
         obj = rule_object(render_chart, values)
         oom = {r["alert"]: r for g in obj["spec"]["groups"] for r in g["rules"] if "alert" in r}["RedisOutOfMemory"]
         assert oom["expr"] == f"redis_memory_used_rss_bytes{{{SEL}}} / {number} > 0.9"

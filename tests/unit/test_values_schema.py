@@ -68,16 +68,19 @@ def test_every_object_is_strict():
     """additionalProperties: false on every object with named properties or key patterns.
 
     Objects without either are Kubernetes objects passed through (affinity, peers, selectors), which
-    kubernetes-validate checks in the rendered manifests.
+    kubernetes-validate checks in the rendered manifests. Conditions (if/then/else, not, contains, allOf) only
+    refine an object that is strict itself, so they are not objects of their own.
     """
     loose = []
+    conditions = {"if", "then", "else", "not", "contains", "allOf"}
 
     def walk(node, path):
         if isinstance(node, dict):
             if ("properties" in node or "patternProperties" in node) and node.get("additionalProperties") is not False:
                 loose.append(path)
             for k, v in node.items():
-                walk(v, f"{path}/{k}")
+                if k not in conditions:
+                    walk(v, f"{path}/{k}")
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 walk(v, f"{path}/{i}")

@@ -14,8 +14,8 @@ Call with (dict "root" $ "kind" "statefulset") or (dict "root" $ "kind" "test-po
 {{- if or (and (not $v.image.digest) (ne $v.image.pullPolicy "Always")) (and $exporter (not $e.image.digest) (ne $e.image.pullPolicy "Always")) -}}
 {{- $skips = append $skips "CKV_K8S_15=IfNotPresent by default so a registry outage cannot block a restart of the cache; pin a digest or set the pullPolicy values to Always" -}}
 {{- end -}}
-{{- if lt (int $v.securityContext.runAsUser) 10000 -}}
-{{- $skips = append $skips "CKV_K8S_40=runs as the uid that the valkey and redis images own their files as (999); valkey.securityContext.runAsUser changes it" -}}
+{{- if lt (int $v.containerSecurityContext.runAsUser) 10000 -}}
+{{- $skips = append $skips "CKV_K8S_40=runs as the uid that the valkey and redis images own their files as (999); runAsUser changes it" -}}
 {{- end -}}
 {{- if eq .kind "statefulset" -}}
 {{- if not $v.networkPolicy.enabled -}}

@@ -1,20 +1,33 @@
-{{/* Chart name, truncated to the DNS label limit. */}}
+{{/* Chart name, truncated to the DNS label limit (it is the app.kubernetes.io/name label value). */}}
 {{- define "alert-history.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Release prefix of every name: fullnameOverride, or <release>-<chart> unless the release already holds the chart name. */}}
+{{/*
+Release prefix of every name: fullnameOverride, or <release>-<chart> unless the release already holds the chart
+name. Cut to 41 characters: the longest derived name, <fullname>-redis-test-connection (22 more), must fit a
+63-character DNS label, and the StatefulSet <fullname>-redis (at most 47) stays under the 52 characters that keep
+its pods' controller-revision-hash label (<name>-<10-character hash>) a valid label value.
+Helm accepts release names with dots and a leading digit; Service names are DNS-1035 labels, so dots become
+dashes and a name that would start with a digit gets the prefix "r-".
+*/}}
 {{- define "alert-history.fullname" -}}
+{{- $full := "" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 57 | trimSuffix "-" -}}
+{{- $full = .Values.fullnameOverride -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 57 | trimSuffix "-" -}}
+{{- $full = .Release.Name -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 57 | trimSuffix "-" -}}
+{{- $full = printf "%s-%s" .Release.Name $name -}}
 {{- end -}}
 {{- end -}}
+{{- $full = replace "." "-" $full -}}
+{{- if regexMatch "^[^a-z]" $full -}}
+{{- $full = printf "r-%s" $full -}}
+{{- end -}}
+{{- regexReplaceAll "-+$" ($full | trunc 41) "" -}}
 {{- end -}}
 
 {{/* The cache tier's base name: <fullname>-redis (the StatefulSet, the client Service, the pod prefix). */}}
@@ -62,13 +75,38 @@ app.kubernetes.io/component: redis
 {{- end }}
 {{- end -}}
 
-{{/* repository:tag, or repository@digest when a digest is given. Call with an image dict. */}}
+{{/*
+[registry/]repository:tag, or [registry/]repository@digest when a digest is given; global.imageRegistry wins over
+the image's own registry. Call with (dict "image" $v.image "root" $).
+*/}}
 {{- define "alert-history.image" -}}
-{{- if .digest -}}
-{{- printf "%s@%s" .repository .digest -}}
+{{- $i := .image -}}
+{{- $registry := default $i.registry ((.root.Values.global | default dict).imageRegistry) -}}
+{{- $repository := ternary (printf "%s/%s" $registry $i.repository) $i.repository (ne $registry "") -}}
+{{- if $i.digest -}}
+{{- printf "%s@%s" $repository $i.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .repository (toString .tag) -}}
+{{- printf "%s:%s" $repository (toString $i.tag) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The pods' ServiceAccount name; empty means the namespace's default account. */}}
+{{- define "alert-history.redis.serviceAccountName" -}}
+{{- $sa := .Values.valkey.serviceAccount -}}
+{{- if $sa.create -}}
+{{- default (include "alert-history.redis.fullname" .) $sa.name -}}
+{{- else -}}
+{{- $sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A map of scalars in YAML flow style, {cpu: 10m, memory: 16Mi}: the small fixed resources of helper containers. */}}
+{{- define "alert-history.flowMap" -}}
+{{- $parts := list -}}
+{{- range $k, $v := . -}}
+{{- $parts = append $parts (printf "%s: %v" $k $v) -}}
+{{- end -}}
+{{- printf "{%s}" (join ", " $parts) -}}
 {{- end -}}
 
 {{/* valkey or redis: which binaries the server image ships. */}}
@@ -124,6 +162,16 @@ Prints an integer, or "invalid".
 {{- mulf (float64 $num) (get $mult $unit) | int64 -}}
 {{- else -}}
 invalid
+{{- end -}}
+{{- end -}}
+
+{{/* Millicores of a Kubernetes CPU quantity (500m, 0.5, 2 or a number). */}}
+{{- define "alert-history.millicores" -}}
+{{- $s := toString . | trim -}}
+{{- if hasSuffix "m" $s -}}
+{{- trimSuffix "m" $s | float64 | int64 -}}
+{{- else -}}
+{{- mulf (float64 $s) 1000.0 | int64 -}}
 {{- end -}}
 {{- end -}}
 
@@ -187,6 +235,64 @@ naming each key.
 {{- if regexMatch "(?im)^[ \\t]*(requirepass|masterauth|masteruser|user|aclfile)([ \\t]|$)" (toString $v.extraConfig) -}}
 {{- $errors = append $errors "valkey.extraConfig: requirepass, masterauth, masteruser, user and aclfile lines are refused; passwords would sit in a ConfigMap (they belong in the Secret) and user lines beside aclfile stop the server" -}}
 {{- end -}}
+{{- /* What the API server would refuse at apply time, refused here with the key named. */ -}}
+{{- if regexMatch "^0+(\\.0+)?([KMGTPE]i?|k|m)?$" (toString $v.storage.requestedSize) -}}
+{{- $errors = append $errors (printf "valkey.storage.requestedSize: %q requests no storage; the API server refuses a PersistentVolumeClaim with a zero request" (toString $v.storage.requestedSize)) -}}
+{{- end -}}
+{{- range $key, $res := dict "valkey.resources" $v.resources "valkey.exporter.resources" $v.exporter.resources "valkey.configInit.resources" $v.configInit.resources -}}
+{{- $req := $res.requests | default dict -}}
+{{- $lim := $res.limits | default dict -}}
+{{- if and $req.memory $lim.memory (ne (include "alert-history.bytes" $req.memory) "invalid") (ne (include "alert-history.bytes" $lim.memory) "invalid") -}}
+{{- if gt (int64 (include "alert-history.bytes" $req.memory)) (int64 (include "alert-history.bytes" $lim.memory)) -}}
+{{- $errors = append $errors (printf "%s.requests.memory: %v is above %s.limits.memory %v; the API server refuses a request above its limit" $key $req.memory $key $lim.memory) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $req.cpu $lim.cpu -}}
+{{- if gt (int64 (include "alert-history.millicores" $req.cpu)) (int64 (include "alert-history.millicores" $lim.cpu)) -}}
+{{- $errors = append $errors (printf "%s.requests.cpu: %v is above %s.limits.cpu %v; the API server refuses a request above its limit" $key $req.cpu $key $lim.cpu) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* Container names are unique across the pod's init and regular containers. */ -}}
+{{- $containers := list "config-init" "valkey" -}}
+{{- if $v.exporter.enabled -}}{{- $containers = append $containers "exporter" -}}{{- end -}}
+{{- /* Volume names: the chart's own, then valkey.extraVolumes. */ -}}
+{{- $volumes := list "data" "config" "scripts" "secret" "run" "tmp" -}}
+{{- if $v.exporter.enabled -}}{{- $volumes = append $volumes "exporter-run" -}}{{- end -}}
+{{- range $i, $vol := $v.extraVolumes -}}
+{{- if has $vol.name $volumes -}}
+{{- $errors = append $errors (printf "valkey.extraVolumes[%d].name: %q is already a volume of the pod (%s)" $i $vol.name (join ", " $volumes)) -}}
+{{- end -}}
+{{- $volumes = append $volumes $vol.name -}}
+{{- end -}}
+{{- $paths := list "/data" "/etc/valkey" "/scripts" "/run/valkey" "/tmp" -}}
+{{- range $i, $m := $v.extraVolumeMounts -}}
+{{- if not (has $m.name $volumes) -}}
+{{- $errors = append $errors (printf "valkey.extraVolumeMounts[%d].name: no volume %q in the pod; add it to valkey.extraVolumes" $i $m.name) -}}
+{{- end -}}
+{{- if has (trimSuffix "/" $m.mountPath) $paths -}}
+{{- $errors = append $errors (printf "valkey.extraVolumeMounts[%d].mountPath: %s is already mounted in the valkey container" $i $m.mountPath) -}}
+{{- end -}}
+{{- $paths = append $paths (trimSuffix "/" $m.mountPath) -}}
+{{- end -}}
+{{- range $list := list "initContainers" "sidecars" -}}
+{{- range $i, $c := get $v $list -}}
+{{- if has $c.name $containers -}}
+{{- $errors = append $errors (printf "valkey.%s[%d].name: %q is already a container of the pod (%s)" $list $i $c.name (join ", " $containers)) -}}
+{{- end -}}
+{{- $containers = append $containers $c.name -}}
+{{- $own := list -}}
+{{- range $j, $m := $c.volumeMounts -}}
+{{- if not (has $m.name $volumes) -}}
+{{- $errors = append $errors (printf "valkey.%s[%d].volumeMounts[%d].name: no volume %q in the pod; add it to valkey.extraVolumes" $list $i $j $m.name) -}}
+{{- end -}}
+{{- if has (trimSuffix "/" $m.mountPath) $own -}}
+{{- $errors = append $errors (printf "valkey.%s[%d].volumeMounts[%d].mountPath: %s is mounted twice in container %s" $list $i $j $m.mountPath $c.name) -}}
+{{- end -}}
+{{- $own = append $own (trimSuffix "/" $m.mountPath) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $p.existingSecret -}}
 {{- $given := list -}}
 {{- range $k := list "application" "exporter" "admin" "applicationNext" "exporterNext" "adminNext" -}}
@@ -202,16 +308,55 @@ naming each key.
 {{- end -}}
 {{- end -}}
 
-{{/* Container security context that meets the "restricted" Pod Security Standard. */}}
+{{/* A seccompProfile from values: type, plus localhostProfile when set. */}}
+{{- define "alert-history.seccompProfile" -}}
+type: {{ .type }}
+{{- with .localhostProfile }}
+localhostProfile: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Container security context of every container the chart defines, from valkey.containerSecurityContext. The schema
+keeps it within the "restricted" Pod Security Standard.
+*/}}
 {{- define "alert-history.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: {{ .Values.valkey.securityContext.runAsUser }}
-runAsGroup: {{ .Values.valkey.securityContext.runAsGroup }}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-privileged: false
+{{- $c := .Values.valkey.containerSecurityContext -}}
+runAsNonRoot: {{ $c.runAsNonRoot }}
+runAsUser: {{ $c.runAsUser }}
+runAsGroup: {{ $c.runAsGroup }}
+allowPrivilegeEscalation: {{ $c.allowPrivilegeEscalation }}
+readOnlyRootFilesystem: {{ $c.readOnlyRootFilesystem }}
+privileged: {{ $c.privileged }}
 capabilities:
-  drop: ["ALL"]
+  drop: {{ toJson $c.capabilities.drop }}
+  {{- with $c.capabilities.add }}
+  add: {{ toJson . }}
+  {{- end }}
 seccompProfile:
-  type: RuntimeDefault
+  {{- include "alert-history.seccompProfile" $c.seccompProfile | nindent 2 }}
+{{- end -}}
+
+{{/*
+Pod security context from valkey.podSecurityContext. Call with (dict "root" $ "volumes" true): the fsGroup fields
+only matter to a pod with volumes (the StatefulSet, not the helm test pod).
+*/}}
+{{- define "alert-history.podSecurityContext" -}}
+{{- $p := .root.Values.valkey.podSecurityContext -}}
+runAsNonRoot: {{ $p.runAsNonRoot }}
+runAsUser: {{ $p.runAsUser }}
+runAsGroup: {{ $p.runAsGroup }}
+{{- if .volumes }}
+fsGroup: {{ $p.fsGroup }}
+fsGroupChangePolicy: {{ $p.fsGroupChangePolicy }}
+{{- end }}
+{{- with $p.supplementalGroups }}
+supplementalGroups: {{ toJson . }}
+{{- end }}
+{{- with $p.sysctls }}
+sysctls:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+seccompProfile:
+  {{- include "alert-history.seccompProfile" $p.seccompProfile | nindent 2 }}
 {{- end -}}
