@@ -11,7 +11,7 @@ import pytest
 from alert_history_cache.chart import REPO_ROOT
 from alert_history_cache.monitoring_stack import MonitoringOptions
 
-from .test_alerts_e2e import Traffic
+from helpers.traffic import Traffic
 
 sys.path.insert(0, str(REPO_ROOT))
 from dashboards import cache_dashboard as cd  # noqa: E402

@@ -18,8 +18,8 @@ import psutil
 import pytest
 import redis
 
-from .conftest import engine_or_skip
-from .rendered_server import stack_server
+from helpers.local_stack import engine_or_skip, root_or_skip
+from helpers.servers import stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +29,7 @@ PASSWORDS = {k: f"{k}-{secrets.token_hex(16)}" for k in
 
 @pytest.fixture(scope="module", params=["valkey8", "redis7"])
 def server(request, tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the local stack needs root (network and mount namespaces)")
+    root_or_skip()
     engine_or_skip(request.param)
     with stack_server(request.param, tmp_path_factory.mktemp(f"leaks-{request.param}"),
                       {"valkey": {"password": PASSWORDS}}) as s:
