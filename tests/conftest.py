@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from alert_history_cache import chart
-# Re-exported for test modules that still import them from conftest; new code imports helpers.values.
-from helpers.values import CI_DIR, CI_SETS, load_yaml, render, with_  # noqa: F401
+from helpers.values import CI_DIR, CI_SETS, load_yaml, render
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 import pytest
-from conftest import CI_DIR, load_yaml, with_
+from helpers.values import CI_DIR, load_yaml, with_
 
 SPEC = {**load_yaml(CI_DIR / "default-values.yaml"), "fullnameOverride": "alerthistory"}
 NAME = "alerthistory-redis"

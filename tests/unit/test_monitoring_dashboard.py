@@ -8,7 +8,7 @@ import re
 import sys
 
 import pytest
-from conftest import CI_DIR, load_yaml, with_
+from helpers.values import CI_DIR, load_yaml, with_
 
 from alert_history_cache import chart
 
