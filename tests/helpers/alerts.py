@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from alert_history_cache.waiting import wait_until
 
 
@@ -25,3 +27,12 @@ def wait_resolved(stack, name: str, timeout: float = 30) -> None:
     """Prometheus no longer has the alert (pending or firing) and Alertmanager no longer holds it active."""
     wait_until(lambda: not stack.query(f'ALERTS{{alertname="{name}"}}') and not alertmanager_active(stack, name),
                timeout, f"{name} to resolve", interval=0.25)
+
+
+def wait_rules_evaluated_after(stack, t: float, timeout: float = 30) -> None:
+    """Every rule group has been evaluated at or after wall-clock time `t` (its lastEvaluation, from /api/v1/rules):
+    what a test waits for before it asserts that nothing fires."""
+    def evaluated() -> bool:
+        groups = stack.prometheus_api("rules")["groups"]
+        return bool(groups) and all(datetime.fromisoformat(g["lastEvaluation"]).timestamp() >= t for g in groups)
+    wait_until(evaluated, timeout, f"every rule group to be evaluated after {t:.1f}", interval=0.25)

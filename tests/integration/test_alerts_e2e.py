@@ -6,6 +6,7 @@ the scrape interval are lowered through values, so each alert needs seconds, not
 
 from __future__ import annotations
 
+import select
 import signal
 import socket
 import time
@@ -16,7 +17,7 @@ import redis
 from alert_history_cache.monitoring_stack import MonitoringOptions
 from alert_history_cache.waiting import wait_until
 
-from helpers.alerts import wait_firing, wait_resolved
+from helpers.alerts import wait_firing, wait_resolved, wait_rules_evaluated_after
 from helpers.traffic import Traffic
 
 pytestmark = pytest.mark.integration
@@ -80,15 +81,19 @@ def burst_past_maxclients(stack) -> int:
     """Open MAXCLIENTS raw TCP connections at once (the server counts them before any AUTH) and close them within
     a second, so probes and the exporter find free slots again; returns how many the server refused."""
     socks = [socket.create_connection((stack.pod_ip, stack.port), timeout=2) for _ in range(MAXCLIENTS)]
+    answered: set[socket.socket] = set()
     refused = 0
+
+    def read_refusals() -> int:
+        nonlocal refused
+        readable, _, _ = select.select([s for s in socks if s not in answered], [], [], 0)
+        for s in readable:
+            answered.add(s)
+            refused += b"max number of clients reached" in s.recv(256)
+        return refused
+
     try:
-        time.sleep(0.3)
-        for s in socks:
-            s.setblocking(False)
-            try:
-                refused += b"max number of clients reached" in s.recv(256)
-            except BlockingIOError:
-                pass
+        wait_until(read_refusals, 10, "the server to refuse connections past maxclients", interval=0.05)
     finally:
         for s in socks:
             s.close()
@@ -105,8 +110,9 @@ def test_every_alert_fires_and_resolves(make_stack, engine) -> None:
     assert loaded == set(ALERTS) | {"RedisReplicationLag"}
     app, admin = stack.client(), stack.client("admin")
     proven = []
-    # Baseline: with the lowered thresholds, an idle healthy server still pages for nothing.
-    time.sleep(6)  # longer than the 5 s rate window, so every rule has seen full windows
+    # Baseline: with the lowered thresholds, an idle healthy server still pages for nothing, once every rule has
+    # been evaluated over full 5 s rate windows of scrapes.
+    wait_rules_evaluated_after(stack, time.time() + 6, timeout=30)
     assert stack.query("ALERTS") == [] and stack.alertmanager_alerts() == []
 
     # Unsaved changes: writes keep coming and no snapshot is taken (save rules need 900 s); BGSAVE clears them.
