@@ -1,4 +1,4 @@
-"""The ServiceMonitor (spec 3.2): what it selects, how it scrapes, and when it renders."""
+"""The ServiceMonitor (docs/requirements.md, monitoring): what it selects, how it scrapes, and when it renders."""
 
 from __future__ import annotations
 
