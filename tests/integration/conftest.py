@@ -1,91 +1,30 @@
-"""Fixtures of the integration tests: engines that are really installed, and local stacks that always stop."""
+"""Fixtures of the integration tests: engines that are really installed, and local stacks that always stop.
+The helpers behind them are in tests/helpers (local_stack, servers)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from alert_history_cache import engines
-
-ALL_ENGINES = list(engines.ENGINES)
-
-
-def engine_or_skip(name: str) -> engines.Engine:
-    """The engine, or a skip naming the missing package (CI installs them all, so nothing skips there)."""
-    engine = engines.get(name)
-    try:
-        engine.check()
-    except engines.MissingBinary as exc:
-        pytest.skip(str(exc))
-    return engine
+from alert_history_cache import chart
+from helpers.local_stack import ALL_ENGINES, FAST_PROBES, assert_nothing_left, engine_or_skip, root_or_skip
+from helpers.servers import stack_server
 
 
 @pytest.fixture(params=ALL_ENGINES)
-def engine(request) -> engines.Engine:
+def engine(request):
     return engine_or_skip(request.param)
 
 
 @pytest.fixture
 def needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the local stack needs root (network and mount namespaces)")
-
-
-# Probe periods of 1 s keep each stack start near one second; everything else stays as rendered.
-FAST_PROBES = {"valkey": {"probes": {"startup": {"periodSeconds": 1}, "readiness": {"periodSeconds": 1},
-                                     "liveness": {"periodSeconds": 1}}}}
-
-
-def assert_nothing_left(state_dir) -> None:
-    """No process, network namespace, veth or mount of this state dir's stack remains (ip netns list, ip link,
-    /proc/mounts, psutil)."""
-    import json
-    import subprocess
-    from pathlib import Path
-
-    import psutil
-
-    from alert_history_cache import netns, stack, volumes
-
-    state_dir = Path(state_dir).absolute()
-    assert volumes.mounts_under(state_dir) == [], "mounts left under the state dir"
-    mounts = Path("/proc/mounts").read_text()
-    assert str(state_dir) not in mounts
-    assert stack.processes_of(state_dir) == [], "container processes left"
-    leftovers = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        if p.pid != os.getpid() and any(str(state_dir) in a for a in (p.info["cmdline"] or [])):
-            leftovers.append((p.pid, p.info["cmdline"]))
-    assert leftovers == [], f"processes still running: {leftovers}"
-    owned = [s for s, o in netns.owners().items() if o.get("state_dir") == str(state_dir.resolve())]
-    assert owned == [], f"pod address slots still allocated to {state_dir}: {owned}"
-    data = stack.read_state(state_dir)
-    slot = ((data.get("pod") or {}).get("network") or {}).get("slot")
-    if slot:
-        net = netns.PodNetwork(int(slot))
-        owner = netns.owners().get(int(slot), {})
-        if owner.get("state_dir") != str(state_dir):  # free, or reused by another stack since
-            listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-            links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-            if not owner:
-                assert net.netns not in listed.split(), f"network namespace {net.netns} left"
-                assert f" {net.host_if}@" not in links and f" {net.host_if}:" not in links, f"veth {net.host_if} left"
-        else:
-            raise AssertionError(f"slot {slot} still allocated to {state_dir}: {json.dumps(owner)}")
-    for rec in data.get("processes", []):
-        if psutil.pid_exists(rec["pid"]):
-            p = psutil.Process(rec["pid"])
-            assert abs(p.create_time() - (rec["create_time"] or 0)) > 0.01, f"{rec} still running"
+    root_or_skip()
 
 
 @pytest.fixture
 def make_stack(tmp_path, needs_root):
     """make_stack(values=..., engine=..., state_dir=..., fast=True, **LocalStack kwargs) -> a LocalStack (not
     started), with FAST_PROBES under the given values (fast=False: the chart's defaults) and monitoring off
-    unless asked; all are stopped at teardown
-    and checked to leave nothing behind."""
-    from alert_history_cache import chart
+    unless asked; all are stopped at teardown and checked to leave nothing behind."""
     from alert_history_cache.stack import LocalStack
 
     made = []
@@ -114,10 +53,7 @@ def nothing_left():
 @pytest.fixture(scope="module", params=ALL_ENGINES)
 def stack_per_engine(request, tmp_path_factory):
     """One local stack per engine for a module: the rendered pod with config-init, probes and exporter."""
-    from .rendered_server import stack_server  # imported late: it imports a test module
-
-    if os.geteuid() != 0:
-        pytest.skip("the local stack needs root (network and mount namespaces)")
+    root_or_skip()
     engine_or_skip(request.param)
     with stack_server(request.param, tmp_path_factory.mktemp(f"stack-{request.param}")) as s:
         yield s

@@ -10,10 +10,8 @@ metric the rules and the dashboard query must be there (replication metrics need
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import urllib.request
 
 import port_for
 import pytest
@@ -22,8 +20,9 @@ from mirakuru import HTTPExecutor
 
 from alert_history_cache import engines
 
-from .conftest import engine_or_skip
-from .rendered_server import NAME, rendered_server, stack_server
+from helpers.local_stack import engine_or_skip, exporter_or_skip, root_or_skip
+from helpers.metrics import families, scrape
+from helpers.servers import NAME, rendered_server, stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -87,18 +86,14 @@ def scrape_families(manifests, server, tmp_path, user: str | None = None, passwo
                             envvars=exporter_env(manifests, server, password_file, listen, user),
                             stdout=log, stderr=subprocess.STDOUT)
     with exporter:
-        body = urllib.request.urlopen(f"http://{listen}/metrics", timeout=10).read().decode()
+        body = scrape(f"http://{listen}/metrics")
     log.close()
-    families = {line.split()[2] for line in body.splitlines() if line.startswith("# TYPE redis_")}
-    return families, body
+    return families(body), body
 
 
 @pytest.fixture
 def server(engine, tmp_path):
-    try:
-        engines.EXPORTER.binary
-    except engines.MissingBinary as exc:
-        pytest.skip(str(exc))
+    exporter_or_skip()
     with rendered_server(engine, tmp_path) as s:
         yield s
 
@@ -162,21 +157,17 @@ def test_a_narrower_user_loses_families(server, tmp_path):
 def test_stack_exporter_as_its_user_exports_every_family(engine_name, tmp_path):
     """On the local stack: the pod's own exporter (rendered env, password file from config-init, exporter user)
     against a host-run exporter as admin, both scraping the pod."""
-    if os.geteuid() != 0:
-        pytest.skip("the local stack needs root (network and mount namespaces)")
+    root_or_skip()
     engine_or_skip(engine_name)
-    try:
-        engines.EXPORTER.binary
-    except engines.MissingBinary as exc:
-        pytest.skip(str(exc))
+    exporter_or_skip()
     with stack_server(engine_name, tmp_path / "state") as server:
         admin = server.admin()
         app = server.app()
         hits_misses_and_an_error(app)
         admin.acl_log_reset()
         pod_metrics = server.stack.endpoints()["metrics"]
-        body = urllib.request.urlopen(pod_metrics, timeout=10).read().decode()
-        as_user = {line.split()[2] for line in body.splitlines() if line.startswith("# TYPE redis_")}
+        body = scrape(pod_metrics)
+        as_user = families(body)
         assert re.search(r"^redis_up 1$", body, re.M), "the pod's exporter authenticates as its user"
 
         addr = f"redis://{server.host}:{server.port}"
@@ -186,8 +177,7 @@ def test_stack_exporter_as_its_user_exports_every_family(engine_name, tmp_path):
         env = {"REDIS_ADDR": addr, "REDIS_USER": server.acl["adminUser"], "REDIS_PASSWORD_FILE": str(password_file),
                "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": listen}
         with HTTPExecutor([str(engines.EXPORTER.binary)], url=f"http://{listen}/metrics", timeout=30, envvars=env):
-            admin_body = urllib.request.urlopen(f"http://{listen}/metrics", timeout=10).read().decode()
-        as_admin = {line.split()[2] for line in admin_body.splitlines() if line.startswith("# TYPE redis_")}
+            as_admin = families(scrape(f"http://{listen}/metrics"))
 
         assert as_user == as_admin, {"missing as exporter": sorted(as_admin - as_user)}
         assert [e for e in admin.acl_log(count=1000) if e["username"] == server.acl["exporterUser"]] == []

@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .rendered_server import rendered_server
+from helpers.servers import rendered_server
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ APP_ALLOWED = [
     [("EVAL", "return 42", "0"), ("EVALSHA", "1fa00e76656cc152ad327c13fe365858fd7be306", "0")],
 ]
 
-# The spec's dangerous commands, and others outside the profile.
+# The dangerous commands of docs/requirements.md, and others outside the application's profile.
 APP_FORBIDDEN = [
     ("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "*"), ("CONFIG", "SET", "maxmemory", "0"),
     ("CONFIG", "REWRITE"), ("CONFIG", "RESETSTAT"), ("SHUTDOWN", "NOSAVE"),

@@ -6,17 +6,19 @@ the scrape interval are lowered through values, so each alert needs seconds, not
 
 from __future__ import annotations
 
+import select
 import signal
 import socket
-import threading
 import time
 
 import pytest
 import redis
 
 from alert_history_cache.monitoring_stack import MonitoringOptions
+from alert_history_cache.waiting import wait_until
 
-from .alert_helpers import wait_firing, wait_for, wait_resolved
+from helpers.alerts import wait_firing, wait_resolved, wait_rules_evaluated_after
+from helpers.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
@@ -46,29 +48,6 @@ VALUES = {
     },
     "monitoring": {"prometheusRule": {"rateWindow": "5s"}, "rules": RULES},
 }
-
-
-class Traffic:
-    """A background loop calling `op(i)` about `rate` times a second until stopped."""
-
-    def __init__(self, op, rate: float = 50):
-        self.op, self.rate, self.calls = op, rate, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.op(self.calls)
-            self.calls += 1
-            time.sleep(1 / self.rate)
-
-    def __enter__(self) -> "Traffic":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def check(stack, name: str, induce, remove, timeout: float = 30) -> dict:
@@ -102,15 +81,19 @@ def burst_past_maxclients(stack) -> int:
     """Open MAXCLIENTS raw TCP connections at once (the server counts them before any AUTH) and close them within
     a second, so probes and the exporter find free slots again; returns how many the server refused."""
     socks = [socket.create_connection((stack.pod_ip, stack.port), timeout=2) for _ in range(MAXCLIENTS)]
+    answered: set[socket.socket] = set()
     refused = 0
+
+    def read_refusals() -> int:
+        nonlocal refused
+        readable, _, _ = select.select([s for s in socks if s not in answered], [], [], 0)
+        for s in readable:
+            answered.add(s)
+            refused += b"max number of clients reached" in s.recv(256)
+        return refused
+
     try:
-        time.sleep(0.3)
-        for s in socks:
-            s.setblocking(False)
-            try:
-                refused += b"max number of clients reached" in s.recv(256)
-            except BlockingIOError:
-                pass
+        wait_until(read_refusals, 10, "the server to refuse connections past maxclients", interval=0.05)
     finally:
         for s in socks:
             s.close()
@@ -127,14 +110,15 @@ def test_every_alert_fires_and_resolves(make_stack, engine) -> None:
     assert loaded == set(ALERTS) | {"RedisReplicationLag"}
     app, admin = stack.client(), stack.client("admin")
     proven = []
-    # Baseline: with the lowered thresholds, an idle healthy server still pages for nothing.
-    time.sleep(6)  # longer than the 5 s rate window, so every rule has seen full windows
+    # Baseline: with the lowered thresholds, an idle healthy server still pages for nothing, once every rule has
+    # been evaluated over full 5 s rate windows of scrapes.
+    wait_rules_evaluated_after(stack, time.time() + 6, timeout=30)
     assert stack.query("ALERTS") == [] and stack.alertmanager_alerts() == []
 
     # Unsaved changes: writes keep coming and no snapshot is taken (save rules need 900 s); BGSAVE clears them.
     writes = Traffic(lambda i: app.set(f"unsaved:{i % 100}", i))
     check(stack, "RedisUnsavedChangesGrowing", writes.__enter__,
-          lambda _: (writes.__exit__(), admin.bgsave(), wait_for(
+          lambda _: (writes.__exit__(), admin.bgsave(), wait_until(
               lambda: admin.info("persistence")["rdb_changes_since_last_save"] == 0, 20, "BGSAVE")))
     proven.append("RedisUnsavedChangesGrowing")
 
@@ -188,22 +172,22 @@ def test_every_alert_fires_and_resolves(make_stack, engine) -> None:
     break_persistence()
     try:
         admin.bgsave()
-        wait_for(lambda: admin.info("persistence")["rdb_last_bgsave_status"] == "err", 20, "BGSAVE to fail")
-        wait_for(bg_done, 20, "BGSAVE to end")
+        wait_until(lambda: admin.info("persistence")["rdb_last_bgsave_status"] == "err", 20, "BGSAVE to fail")
+        wait_until(bg_done, 20, "BGSAVE to end")
         try:
             admin.bgrewriteaof()
         except redis.ResponseError:  # the new incremental AOF cannot be opened before the fork
             pass
-        wait_for(bg_done, 20, "BGREWRITEAOF to end")
+        wait_until(bg_done, 20, "BGREWRITEAOF to end")
         assert admin.info("persistence")["aof_last_bgrewrite_status"] == "err"
         wait_firing(stack, "RedisPersistenceFailure")
         wait_firing(stack, "RedisAofWriteFailure")
     finally:
         repair_persistence()
     admin.bgsave()
-    wait_for(bg_done, 20, "BGSAVE to end")
+    wait_until(bg_done, 20, "BGSAVE to end")
     admin.bgrewriteaof()
-    wait_for(bg_done, 20, "BGREWRITEAOF to end")
+    wait_until(bg_done, 20, "BGREWRITEAOF to end")
     persistence = admin.info("persistence")
     assert (persistence["rdb_last_bgsave_status"], persistence["aof_last_bgrewrite_status"]) == ("ok", "ok")
     for name in ("RedisPersistenceFailure", "RedisAofWriteFailure"):
@@ -231,7 +215,7 @@ def test_every_alert_fires_and_resolves(make_stack, engine) -> None:
         wait_resolved(stack, name)
         proven.append(name)
     admin.bgsave()
-    wait_for(bg_done, 20, "BGSAVE to end")
+    wait_until(bg_done, 20, "BGSAVE to end")
 
     # Exporter stopped (SIGSTOP): scrapes time out, up is 0. SIGCONT lets it answer again.
     exporter = stack.container("exporter")

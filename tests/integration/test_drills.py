@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from alert_history_cache.cli import main
 
-from .conftest import FAST_PROBES, engine_or_skip
+from helpers.local_stack import FAST_PROBES, engine_or_skip
 
 pytestmark = pytest.mark.integration
 

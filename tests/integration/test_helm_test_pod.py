@@ -13,11 +13,9 @@ from mirakuru import TCPExecutor
 
 from alert_history_cache import chart, engines
 
-from .test_config_boots import write_pod_files
+from helpers.servers import NAME, write_pod_files
 
 pytestmark = pytest.mark.integration
-
-NAME = "alerthistory-redis"
 
 
 def run_test_pod(pod: dict, secret: dict, port: int, engine: engines.Engine) -> subprocess.CompletedProcess:

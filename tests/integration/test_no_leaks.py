@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 import redis
 
-from .conftest import engine_or_skip
-from .rendered_server import stack_server
+from alert_history_cache.waiting import wait_until
+
+from helpers.local_stack import engine_or_skip, root_or_skip
+from helpers.servers import stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +30,7 @@ PASSWORDS = {k: f"{k}-{secrets.token_hex(16)}" for k in
 
 @pytest.fixture(scope="module", params=["valkey8", "redis7"])
 def server(request, tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the local stack needs root (network and mount namespaces)")
+    root_or_skip()
     engine_or_skip(request.param)
     with stack_server(request.param, tmp_path_factory.mktemp(f"leaks-{request.param}"),
                       {"valkey": {"password": PASSWORDS}}) as s:
@@ -60,21 +60,22 @@ def test_no_password_in_any_command_line(server):
     needles = secrets_of(server)
     probes_seen: set[int] = set()
     clis_seen = 0
-    samples = 0
-    deadline = time.monotonic() + 30
-    # Probes run every second (sh /scripts/<probe>.sh, then the CLI as the probe user): sample until several
-    # were caught in the act, so the scan covers the probe commands too.
-    while time.monotonic() < deadline and (len(probes_seen) < 3 or clis_seen < 1):
+
+    def scan() -> bool:
+        """One pass over every command line; True once several probes and a probe CLI were caught in the act."""
+        nonlocal clis_seen
         for pid, cmdline in _cmdlines():
-            samples += 1
             assert not [n for n in needles if n in cmdline], \
                 f"a password in the command line of pid {pid}: {cmdline.split(chr(0))[:3]}"
             if "/scripts/" in cmdline and cmdline.rstrip("\0").endswith(("startup.sh", "readiness.sh", "liveness.sh")):
                 probes_seen.add(pid)
             if "--user\0probe" in cmdline:
                 clis_seen += 1
-    assert len(probes_seen) >= 3 and clis_seen >= 1, \
-        f"probes seen {len(probes_seen)}, probe CLIs {clis_seen} in {samples} samples: the sampler proves nothing"
+        return len(probes_seen) >= 3 and clis_seen >= 1
+
+    # Probes run every second (sh /scripts/<probe>.sh, then the CLI as the probe user): scan back to back until
+    # several were caught in the act, so the scan covers the probe commands too (else the sampler proves nothing).
+    wait_until(scan, 30, "three probe scripts and a probe CLI caught in the process table", interval=0)
 
 
 def test_no_password_in_the_environment_of_the_containers(server):
@@ -150,8 +151,12 @@ def test_monitor_sees_auth_redacted(server):
             data += sock.recv(4096)
         app = server.app()
         app.ping()
-        deadline = time.monotonic() + 5
-        while b'"AUTH"' not in data and b'"auth"' not in data and b'"HELLO"' not in data and time.monotonic() < deadline:
-            data += sock.recv(65536)
+
+        def auth_seen() -> bool:
+            nonlocal data
+            data += sock.recv(65536)  # blocks until MONITOR sends more (the socket's 5 s timeout at most)
+            return any(word in data for word in (b'"AUTH"', b'"auth"', b'"HELLO"'))
+
+        wait_until(auth_seen, 10, "MONITOR to show the application's AUTH", interval=0)
     assert b"(redacted)" in data, data[-500:]
     assert server.app_password.encode() not in data

@@ -12,7 +12,6 @@ Two paths:
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 
 import pytest
@@ -22,8 +21,8 @@ from redis.retry import Retry
 
 from alert_history_cache.chart import REPO_ROOT
 
-from .conftest import engine_or_skip
-from .rendered_server import rendered_server, stack_server
+from helpers.local_stack import engine_or_skip, root_or_skip
+from helpers.servers import rendered_server, stack_server
 
 pytestmark = pytest.mark.integration
 
@@ -173,8 +172,7 @@ def documented_admin_script() -> str:
 def test_documented_live_procedure_on_the_stack(engine_name, tmp_path):
     """Steps 3 and 5 of docs/security.md, run inside the pod's server container as `kubectl exec -i` would,
     the admin password on stdin: the new password works beside the old, then alone, and the pod never restarts."""
-    if os.geteuid() != 0:
-        pytest.skip("the local stack needs root (network and mount namespaces)")
+    root_or_skip()
     engine_or_skip(engine_name)
     script = documented_admin_script()
     cli = "redis-cli" if engine_name == "redis7" else "valkey-cli"

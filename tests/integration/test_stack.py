@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from alert_history_cache import engines
+from alert_history_cache.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,9 @@ def test_up_app_connects_with_password_only_and_probes_pass(make_stack, engine: 
     t0 = time.monotonic()
     stack = make_stack(engine=engine).start()
     started = time.monotonic() - t0
-    assert started < 10, f"start took {started:.1f}s"
+    # Catches a start that hangs in a probe or a retry; how fast a start is belongs to a benchmark, and a loaded
+    # 2-core machine may take several times the usual second or two.
+    assert started < 45, f"start took {started:.1f}s"
 
     app = stack.client("default", client_name="alert-history")  # AUTH <password>, no username, as alert-history
     assert app.set("alert:1", "firing", ex=300)
@@ -115,16 +118,19 @@ def test_no_password_in_any_command_line_or_log(make_stack) -> None:
     passwords = [stack.password(k) for k in ("password", "exporter-password", "admin-password")]
     passwords.append((stack.state_dir / "emptydirs" / "run" / "probe-password").read_text())
     assert all(len(p) >= 32 for p in passwords)
-    seen = 0
-    deadline = time.monotonic() + 3  # several probe rounds: probe processes come and go
-    while time.monotonic() < deadline:
+    probes_seen: set[int] = set()
+
+    def scan() -> bool:
+        """One pass over every command line; True once probes (they come and go every second) were caught."""
         for p in psutil.process_iter(["cmdline"]):
             cmdline = " ".join(p.info["cmdline"] or [])
-            seen += 1
             for pw in passwords:
                 assert pw not in cmdline, f"password in the command line of pid {p.pid}"
-        time.sleep(0.05)
-    assert seen > 100
+            if "/scripts/" in cmdline and cmdline.endswith(("startup.sh", "readiness.sh", "liveness.sh")):
+                probes_seen.add(p.pid)
+        return len(probes_seen) >= 2
+
+    wait_until(scan, 30, "two probe scripts caught in the process table", interval=0.02)
     for log in (stack.state_dir / "logs").iterdir():
         text = log.read_text(errors="replace")
         for pw in passwords:
@@ -163,8 +169,8 @@ def test_restart_server_creates_a_new_pod_with_the_same_volume(make_stack) -> No
     probe_password = (stack.state_dir / "emptydirs" / "run" / "probe-password").read_text()
     codes = stack.restart_server()
     assert codes["valkey"] == 0, "SIGTERM: the server saved and exited cleanly"
-    recovery = stack.wait_ready(30)
-    assert 0 < recovery < 10
+    recovery = stack.wait_ready(60)
+    assert 0 < recovery < 60, "recovery within the 60 s of docs/requirements.md, even on a loaded machine"
     assert stack.pod.generation == 2
     assert stack.client().get("timer:1") == "x"
     assert (stack.state_dir / "emptydirs" / "run" / "probe-password").read_text() != probe_password, \

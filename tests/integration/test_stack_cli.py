@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from alert_history_cache import stack as stack_mod
 from alert_history_cache.cli import main
+from alert_history_cache.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,7 @@ def test_foreground_up_stops_on_ctrl_c(tmp_path, needs_root, nothing_left) -> No
         assert any("is ready" in line for line in lines), "".join(lines)
         assert stack_mod.read_state(state)["phase"] == "running"
         proc.send_signal(signal.SIGINT)
+        # Not a wait for a condition: the scenario is a second press a moment after the first, mid-cleanup.
         time.sleep(0.05)
         proc.send_signal(signal.SIGINT)  # an impatient second Ctrl-C must not cut the cleanup short
         rest = proc.communicate(timeout=60)[0]
@@ -101,9 +103,7 @@ def test_down_cleans_up_after_a_killed_stack(tmp_path, needs_root, nothing_left)
     assert up.returncode == 0, up.stdout + up.stderr
     data = stack_mod.read_state(state)
     os.kill(data["supervisor"]["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while stack_mod.is_running(state) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not stack_mod.is_running(state), 10, "the killed supervisor to be gone", interval=0.05)
     assert stack_mod.processes_of(state), "the pod's processes outlive a killed supervisor until `down`"
     status = run("status", "--state-dir", str(state))
     assert status.returncode == 1 and "process is gone" in status.stdout

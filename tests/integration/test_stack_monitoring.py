@@ -9,7 +9,9 @@ import pytest
 
 from alert_history_cache.monitoring_stack import MonitoringOptions
 
-from .alert_helpers import wait_for
+from alert_history_cache.waiting import wait_until
+
+from helpers.alerts import alertmanager_active, wait_resolved
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +19,6 @@ VALUES = {
     "valkey": {"exporter": {"serviceMonitor": {"interval": "1s", "scrapeTimeout": "1s"}}},
     "monitoring": {"prometheusRule": {"rateWindow": "10s"}, "rules": {"redisTargetAbsent": {"for": "0s"}}},
 }
-
 
 
 def test_scrape_job_rules_and_alert_path(make_stack) -> None:
@@ -47,12 +48,11 @@ def test_scrape_job_rules_and_alert_path(make_stack) -> None:
     # Deleting the pod removes its Endpoints: the target disappears, RedisTargetAbsent (for: 0s here) fires
     # and reaches Alertmanager; the successor pod brings the target back and the alert resolves.
     stack.delete_pod()
-    alert = wait_for(lambda: [a for a in stack.alertmanager_alerts()
-                              if a["labels"]["alertname"] == "RedisTargetAbsent"], 40, "RedisTargetAbsent")[0]
+    alert = wait_until(lambda: alertmanager_active(stack, "RedisTargetAbsent"), 40, "RedisTargetAbsent",
+                       interval=0.25)[0]
     assert alert["labels"]["pod"] == "alerthistory-redis-0" and alert["labels"]["severity"] == "critical"
     assert alert["status"]["state"] == "active"
     stack.create_pod()
     stack.wait_ready(30)
     stack.wait_target_up(30)
-    wait_for(lambda: not [a for a in stack.alertmanager_alerts() if a["labels"]["alertname"] == "RedisTargetAbsent"],
-             40, "RedisTargetAbsent to resolve")
+    wait_resolved(stack, "RedisTargetAbsent", 40)

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from alert_history_cache.waiting import wait_until
+
 pytestmark = pytest.mark.integration
 
 STRICT_LIVENESS = {"valkey": {
@@ -25,13 +27,17 @@ def events_since(stack, t_wall: float, reason: str | None = None) -> list[dict]:
 def test_sigstopped_server_is_restarted_by_liveness(make_stack) -> None:
     stack = make_stack(values=STRICT_LIVENESS).start()
     stack.client().set("lock:a", "held")
-    time.sleep(1.2)  # appendfsync everysec: the write is on disk before the hang
+    # appendfsync everysec: the write reaches the AOF file (what survives the SIGKILL below) within a second.
+    aof_dir = stack.data_dir / stack.client("admin").config_get("appenddirname")["appenddirname"]
+    wait_until(lambda: any(b"lock:a" in f.read_bytes() for f in aof_dir.glob("*.aof")), 10,
+               "the write to reach the AOF file")
     t_wall = time.time()
     stack.kill_server(signal.SIGSTOP)
-    recovery = stack.wait_ready(30)
-    # Two liveness periods of 1 s with a 1 s timeout each, then SIGTERM (pending: the process is stopped) and
-    # SIGKILL after the 2 s grace period, then the restart and the probes.
-    assert 3 < recovery < 15, recovery
+    recovery = stack.wait_ready(60)
+    # At least two liveness periods of 1 s with a 1 s timeout each, then SIGTERM (pending: the process is stopped)
+    # and SIGKILL after the 2 s grace period, then the restart and the probes: over 3 s. The upper bound only
+    # catches a restart that never comes; a loaded machine stretches every step.
+    assert 3 < recovery < 45, recovery
 
     status = stack.status()["pod"]["containers"]["valkey"]
     assert status["restarts"] == 1
@@ -45,15 +51,24 @@ def test_sigstopped_server_is_restarted_by_liveness(make_stack) -> None:
 
 def test_crashing_server_is_restarted_with_back_off(make_stack) -> None:
     stack = make_stack(backoff=(2.0, 8.0)).start()
+    t_wall = time.time()
     stack.kill_server(signal.SIGKILL)
-    first = stack.wait_ready(20)
-    assert first < 2.0, "the first restart is immediate"
+    stack.wait_ready(30)
     stack.kill_server(signal.SIGKILL)
-    time.sleep(0.5)
-    assert stack.status()["pod"]["containers"]["valkey"]["reason"] == "CrashLoopBackOff"
-    second = stack.wait_ready(20)
-    assert 2.0 <= second < 4.5, "the second restart waits for the back-off (2 s here, 10 s in a kubelet)"
+    wait_until(lambda: stack.status()["pod"]["containers"]["valkey"]["reason"] == "CrashLoopBackOff", 2,
+               "the container to wait in CrashLoopBackOff (the 2 s back-off)", interval=0.02)
+    second = stack.wait_ready(30)
+    assert second >= 2.0, "ready again only after the back-off"
     assert stack.status()["pod"]["containers"]["valkey"]["restarts"] == 2
+
+    # From each exit the kubelet saw to the restart it made (event times, not readiness: probes add their own
+    # periods): the first restart is immediate, the second waits the 2 s base (10 s in a kubelet).
+    died = [e["time"] for e in events_since(stack, t_wall, "Died") if e["object"] == "valkey"]
+    restarted = [e["time"] for e in events_since(stack, t_wall, "Started") if e["object"] == "valkey"]
+    assert len(died) == len(restarted) == 2, stack.events
+    gaps = [start - exit_ for exit_, start in zip(died, restarted)]
+    assert gaps[0] < 1.0, gaps
+    assert 1.9 <= gaps[1] < 5.0, gaps
 
 
 def _mass_insert(stack, hashes: int, fields: int) -> None:
@@ -111,11 +126,15 @@ def test_readiness_fails_while_loading_and_liveness_keeps_the_server(make_stack,
     during = [e for e in events_since(stack, t_wall) if e["time"] <= load_end + 0.2]
     readiness_failures = [e["message"] for e in during if e["message"].startswith("Readiness probe failed")]
     assert readiness_failures and all("LOADING" in m or "loading:1" in m for m in readiness_failures), during
-    assert not [e for e in events_since(stack, t_wall) if e["message"].startswith("Liveness probe failed")]
+    # Liveness may fail now and then on a loaded machine (a probe over its timeout); Kubernetes tolerates up to
+    # failureThreshold - 1 failures in a row, and so does this test: what it must never do is kill the server.
+    assert not [e for e in events_since(stack, t_wall, "Killing")], "liveness must not kill a loading server"
 
     after = stack.status()["pod"]["containers"]["valkey"]
     assert after["restarts"] == before["restarts"] == 0, "liveness must not kill a loading server"
-    assert after["probes"]["liveness"]["runs"] - before["probes"]["liveness"]["runs"] >= int(load_seconds) - 1
+    assert after["probes"]["liveness"]["failures"] < values["valkey"]["probes"]["liveness"]["failureThreshold"]
+    # Liveness kept probing during the load (period 1 s; a loaded machine may stretch each run up to its timeout).
+    assert after["probes"]["liveness"]["runs"] - before["probes"]["liveness"]["runs"] >= max(2, int(load_seconds / 3))
     assert after["probes"]["readiness"]["result"] == "success"
     assert admin.dbsize() == hashes and admin.hlen("alert_processing:7") == fields
     assert "DB reloaded by DEBUG RELOAD" in stack.server_log_path.read_text()

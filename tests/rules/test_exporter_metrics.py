@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import port_for
@@ -19,6 +17,9 @@ import redis
 from mirakuru import HTTPExecutor, TCPExecutor
 
 from alert_history_cache import chart, engines
+from alert_history_cache.waiting import wait_until
+from helpers.local_stack import engine_or_skip, exporter_or_skip
+from helpers.metrics import sample_names, scrape
 
 sys.path.insert(0, str(chart.REPO_ROOT))
 from dashboards import cache_dashboard  # noqa: E402
@@ -53,11 +54,6 @@ def exporter_acl(manifests: chart.Manifests) -> list[str]:
     return [f">{EXPORTER_PASSWORD}" if t.startswith("@secret:") else t for t in tokens]
 
 
-def metric_names(url: str) -> set[str]:
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
-    return {re.split(r"[{ ]", l, maxsplit=1)[0] for l in text.splitlines() if l and not l.startswith("#")}
-
-
 def _server(engine: engines.Engine, port: int, data: Path, *extra: str) -> TCPExecutor:
     data.mkdir()
     cmd = [
@@ -81,12 +77,8 @@ def _exporter(redis_port: int, port: int) -> HTTPExecutor:
 
 @pytest.mark.parametrize("engine_name", ["valkey8", "redis7"])
 def test_rules_and_dashboard_use_only_exported_metrics(engine_name, tmp_path):
-    engine = engines.get(engine_name)
-    try:
-        engine.check()
-        engines.EXPORTER.binary  # noqa: B018 - raises when missing
-    except engines.MissingBinary as exc:
-        pytest.skip(str(exc))
+    engine = engine_or_skip(engine_name)
+    exporter_or_skip()
     p_port, r_port, pe_port, re_port = (port_for.select_random() for _ in range(4))
     acl = exporter_acl(chart.render({"fullnameOverride": "alerthistory"}))
     with _server(engine, p_port, tmp_path / "primary"), _server(
@@ -102,15 +94,11 @@ def test_rules_and_dashboard_use_only_exported_metrics(engine_name, tmp_path):
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             for i in range(10_000):
                 primary.set(f"fill:{i}", "x" * 4096)
-        deadline = time.monotonic() + 20
-        while replica.info("replication").get("master_link_status") != "up":
-            assert time.monotonic() < deadline, "the replica did not sync"
-            time.sleep(0.2)
+        wait_until(lambda: replica.info("replication").get("master_link_status") == "up", 20,
+                   "the replica to sync", interval=0.2)
         with _exporter(p_port, pe_port), _exporter(r_port, re_port):
-            exported = metric_names(f"http://127.0.0.1:{pe_port}/metrics") | metric_names(
-                f"http://127.0.0.1:{re_port}/metrics"
-            )
-            page = urllib.request.urlopen(f"http://127.0.0.1:{pe_port}/metrics", timeout=10).read().decode()
+            page = scrape(f"http://127.0.0.1:{pe_port}/metrics")
+            exported = sample_names(page) | sample_names(scrape(f"http://127.0.0.1:{re_port}/metrics"))
     assert "redis_up 1" in page, "the exporter could not log in as the chart's exporter user"
     assert 'redis_errors_total{err="OOM"}' in page
     assert re.search(r'redis_instance_info\{[^}]*maxmemory_policy="noeviction"', page)

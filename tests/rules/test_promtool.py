@@ -26,7 +26,8 @@ TEST_FILES = sorted(RULES_DIR.glob("*.test.yaml"))
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing (Debian package prometheus)")
 
-# Pitfalls from DESIGN.md "Alert pitfalls": each needs a test group whose name starts like this.
+# Known alerting pitfalls (maxmemory 0, eviction by design, no traffic, a never-dropping slowlog, a vanished
+# target, new or reset counters): each needs a test group whose name starts like this.
 PITFALLS = [
     "RedisHighMemoryUsage: pitfall maxmemory 0",
     "RedisHighMemoryUsage: pitfall allkeys eviction",

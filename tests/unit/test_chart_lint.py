@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CI_DIR, CI_SETS, load_yaml
+from helpers.values import CI_DIR, CI_SETS, load_yaml
 
 from alert_history_cache import chart
 

@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from conftest import CI_DIR, load_yaml
+from helpers.values import CI_DIR, load_yaml
 
 
 def b64(s: str) -> str:

@@ -1,10 +1,11 @@
-"""The spec's five template tests (5.1), its names, and the checksum annotations that roll the pod."""
+"""The five template tests of docs/requirements.md, the required names, and the checksum annotations that roll
+the pod."""
 
 from __future__ import annotations
 
 
 import pytest
-from conftest import CI_DIR, load_yaml, with_
+from helpers.values import CI_DIR, load_yaml, with_
 
 SPEC = {**load_yaml(CI_DIR / "default-values.yaml"), "fullnameOverride": "alerthistory"}
 NAME = "alerthistory-redis"
@@ -21,7 +22,7 @@ def pod_labels(m) -> dict:
     return m.get("StatefulSet", NAME)["spec"]["template"]["metadata"]["labels"]
 
 
-# --- spec 5.1 ------------------------------------------------------------------------------------
+# --- the template tests of docs/requirements.md --------------------------------------------------
 
 
 def test_standard_profile_renders_one_statefulset(spec):

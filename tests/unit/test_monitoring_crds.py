@@ -13,7 +13,7 @@ import re
 import jsonschema
 import pytest
 import yaml
-from conftest import CI_DIR, load_yaml
+from helpers.values import CI_DIR, load_yaml
 
 from alert_history_cache import chart
 

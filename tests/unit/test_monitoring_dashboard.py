@@ -1,5 +1,5 @@
 """The Grafana dashboard: the committed JSON is exactly what dashboards/cache_dashboard.py generates, the
-chart ships it in a sidecar-labelled ConfigMap, and its structure is what the spec asks for."""
+chart ships it in a sidecar-labelled ConfigMap, and its structure is what docs/requirements.md asks for."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import sys
 
 import pytest
-from conftest import CI_DIR, load_yaml, with_
+from helpers.values import CI_DIR, load_yaml, with_
 
 from alert_history_cache import chart
 

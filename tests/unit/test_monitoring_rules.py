@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import CI_DIR, load_yaml, with_
+from helpers.values import CI_DIR, load_yaml, with_
 
 from alert_history_cache import chart
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import CI_DIR, load_yaml
+from helpers.values import CI_DIR, load_yaml
 
 from alert_history_cache import chart
 

@@ -1,10 +1,10 @@
-"""The ServiceMonitor (spec 3.2): what it selects, how it scrapes, and when it renders."""
+"""The ServiceMonitor (docs/requirements.md, monitoring): what it selects, how it scrapes, and when it renders."""
 
 from __future__ import annotations
 
 
 import pytest
-from conftest import CI_DIR, load_yaml, with_
+from helpers.values import CI_DIR, load_yaml, with_
 
 from alert_history_cache import chart
 

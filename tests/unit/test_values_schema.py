@@ -7,7 +7,7 @@ import json
 import helm_python
 import jsonschema
 import pytest
-from conftest import CI_DIR, load_yaml
+from helpers.values import CI_DIR, load_yaml
 
 from alert_history_cache import chart
 

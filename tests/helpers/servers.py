@@ -1,8 +1,8 @@
 """Real servers for the security tests, behind one small interface (clients per user, passwords, ACL names):
 
 - RenderedServer: the server booted on the chart's rendered config, ACL file and Secret, on 127.0.0.1 and a
-  free port. The pod files come from test_config_boots.write_pod_files (the rendered valkey.conf with the pod
-  paths mapped, the Secret as files, the chart's own init-acl.sh run as config-init would); restart_pod()
+  free port. The pod files come from write_pod_files (the rendered valkey.conf with the pod paths mapped, the
+  Secret as files, the chart's own init-acl.sh run as config-init would); restart_pod()
   re-runs config-init from the (possibly changed) Secret files, as a new pod would.
 - StackServer: the local stack's pod (LocalStack), at its own pod address, with the rendered probes,
   exporter and config-init running as in Kubernetes.
@@ -23,10 +23,64 @@ from mirakuru import TCPExecutor
 
 from alert_history_cache import chart, engines
 
-from .test_config_boots import write_pod_files
+from .local_stack import FAST_PROBES, assert_nothing_left
 
 NAME = "alerthistory-redis"
 BASE_VALUES = {"fullnameOverride": "alerthistory"}
+
+
+def map_lines(conf: str, table: dict[str, str]) -> str:
+    """Replace whole config lines; each pod-path line must be present exactly once."""
+    lines = conf.splitlines()
+    for old, new in table.items():
+        hits = [i for i, line in enumerate(lines) if line.strip() == old]
+        assert len(hits) == 1, f"rendered valkey.conf should have exactly one line {old!r}, found {len(hits)}"
+        lines[hits[0]] = new
+    return "\n".join(lines) + "\n"
+
+
+def rendered_secret(manifests: chart.Manifests) -> dict[str, str]:
+    """The rendered Secret's keys and decoded values."""
+    return {k: base64.b64decode(v).decode() for k, v in manifests.get("Secret", NAME)["data"].items()}
+
+
+def write_pod_files(manifests: chart.Manifests, root: Path, port: int) -> dict:
+    """The pod's files under `root` (etc, secret, run, data, scripts): the rendered config with its pod paths and
+    listen address mapped, the Secret as 0400 files, and the ACL file written by the chart's init-acl.sh.
+    Returns {"paths": {name: dir}, "secret": {key: value}}."""
+    config = manifests.get("ConfigMap", f"{NAME}-config")["data"]
+    scripts = manifests.get("ConfigMap", f"{NAME}-scripts")["data"]
+    secret = rendered_secret(manifests)
+
+    paths = {name: root / name for name in ("etc", "secret", "run", "data", "scripts")}
+    for p in paths.values():
+        p.mkdir(mode=0o700)
+    for key, value in secret.items():
+        (paths["secret"] / key).write_text(value)
+        (paths["secret"] / key).chmod(0o400)
+    (paths["etc"] / "users.acl.tpl").write_text(config["users.acl.tpl"])
+    (paths["scripts"] / "init-acl.sh").write_text(scripts["init-acl.sh"])
+
+    # The one table of pod path -> temp path (and the listen address: 127.0.0.1 and a free port).
+    conf = map_lines(config["valkey.conf"], {
+        "bind * -::*": "bind 127.0.0.1",
+        "port 6379": f"port {port}",
+        "aclfile /run/valkey/users.acl": f"aclfile {paths['run'] / 'users.acl'}",
+        "dir /data": f"dir {paths['data']}",
+    })
+    (paths["etc"] / "valkey.conf").write_text(conf)
+
+    # The chart's config-init script, with its pod paths pointed at the temp dirs.
+    subprocess.run(
+        ["/bin/sh", str(paths["scripts"] / "init-acl.sh")],
+        env={"PATH": "/usr/bin:/bin", "SECRET_DIR": str(paths["secret"]), "RUN_DIR": str(paths["run"]),
+             "ACL_TEMPLATE": str(paths["etc"] / "users.acl.tpl")},
+        check=True, capture_output=True, text=True,
+    )
+    acl = (paths["run"] / "users.acl").read_text()
+    for password in secret.values():
+        assert password not in acl, "init-acl.sh must write hashes, not passwords"
+    return {"paths": paths, "secret": secret}
 
 
 class ServerAccess:
@@ -90,8 +144,6 @@ class StackServer(ServerAccess):
 def stack_server(engine_name: str, state_dir: Path, values: dict | None = None) -> Iterator[StackServer]:
     """A started LocalStack (fast probes, no Prometheus) that is stopped and checked to leave nothing behind."""
     from alert_history_cache.stack import LocalStack
-
-    from .conftest import FAST_PROBES, assert_nothing_left
 
     stack = LocalStack(values=chart.deep_merge(FAST_PROBES, values or {}), engine=engine_name,
                        state_dir=state_dir, monitoring=False)
@@ -194,7 +246,3 @@ def rendered_server(engine: engines.Engine, root: Path, values: dict | None = No
         yield server
     finally:
         server.stop()
-
-
-def rendered_secret(manifests: chart.Manifests) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode() for k, v in manifests.get("Secret", NAME)["data"].items()}
