@@ -12,7 +12,7 @@ import re
 import string
 
 import pytest
-from conftest import CI_DIR, load_yaml
+from helpers.values import CI_DIR, load_yaml
 
 from alert_history_cache import chart
 

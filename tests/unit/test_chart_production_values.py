@@ -9,7 +9,7 @@ import copy
 
 import kubernetes_validate
 import pytest
-from conftest import CI_DIR, load_yaml, with_
+from helpers.values import CI_DIR, load_yaml, with_
 from test_chart_pod_security import pod_specs, violations
 
 BASE = load_yaml(CI_DIR / "default-values.yaml")

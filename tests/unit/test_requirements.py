@@ -8,7 +8,7 @@ import re
 from functools import lru_cache
 
 import yaml
-from conftest import CI_DIR, load_yaml
+from helpers.values import CI_DIR, load_yaml
 
 from alert_history_cache import chart
 
