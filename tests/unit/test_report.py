@@ -81,6 +81,7 @@ def test_legend_and_durations():
     assert panels.legend("used {{pod}}", {"pod": "p-0"}) == "used p-0"
     assert panels.legend("", {"a": "b"}) == '{"a": "b"}'
     assert panels.rate_interval("5s") == "20s"
-    assert panels.parse_duration("1m") == 60
+    assert panels.rate_interval("1m") == "240s"
+    assert panels.rate_interval(15.0) == "60s"
     with pytest.raises(ValueError):
-        panels.parse_duration("soon")
+        panels.rate_interval("soon")

@@ -20,7 +20,10 @@ import numpy as np
 import psutil
 import redis
 
-from . import capacity, limits, loadgen, panels
+from . import capacity, forks, limits, loadgen, panels
+from ..promapi import Prometheus
+from ..units import duration_seconds
+from ..waiting import wait_until
 from .results import DrillResult
 
 SPEC_P95_MS = 50.0
@@ -163,25 +166,6 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=10)
-
-
-def wait_persistence_idle(admin: redis.Redis, timeout: float = 120, quiet: float = 1.5) -> None:
-    """Wait until no BGSAVE or AOF rewrite has run for `quiet` seconds (a warm-up write burst triggers the save
-    rules and the AOF auto-rewrite, which the server starts from its cron a little later)."""
-    deadline = time.monotonic() + timeout
-    idle_since = None
-    while time.monotonic() < deadline:
-        info = admin.info("persistence")
-        busy = info.get("rdb_bgsave_in_progress") or info.get("aof_rewrite_in_progress") \
-            or info.get("aof_rewrite_scheduled")
-        if busy:
-            idle_since = None
-        elif idle_since is None:
-            idle_since = time.monotonic()
-        elif time.monotonic() - idle_since >= quiet:
-            return
-        time.sleep(0.1)
-    raise TimeoutError("a BGSAVE or AOF rewrite was still running after the warm-up")
 
 
 def prefill(app: redis.Redis, workload: loadgen.Workload, count: int, batch: int = 500) -> float:
@@ -455,7 +439,7 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         result.figures["prefill_keys"] = count
         result.figures["prefill_seconds"] = round(prefill(app, workload, count), 2) if count else 0.0
         app.close()
-        wait_persistence_idle(admin)
+        forks.wait_idle(admin, 120, quiet=1.5)  # the warm-up burst starts a save or rewrite a little later
         baseline = {k: v for k, v in admin.info("all").items() if k in INFO_FIELDS}
         result.figures["dataset_bytes_before"] = baseline.get("used_memory")
 
@@ -475,8 +459,11 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
             run_ = loadgen.run(target, workload, stages, connections=opts.connections, workers=opts.workers,
                                on_start=on_start,
                                on_tick=lambda off, done, n: progress("load", min(off, total), total))
+            replied = time.time()
+            with contextlib.suppress(TimeoutError):  # a sampler that cannot reach the server says so in its errors
+                wait_until(lambda: sampler.samples and sampler.samples[-1]["t"] > replied, 10,
+                           "a server sample after the last reply", interval=0.05)
         finally:
-            time.sleep(1.0)  # one more sample after the last reply
             sampler.stop()
         figures, plots = analyze(run_, stages, sampler.samples, sampler.done_actions, baseline)
         result.figures.update(figures)
@@ -489,9 +476,11 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
 
         if stack.prometheus_url:
             progress("prometheus", 0, 1)
-            time.sleep(panels.settle_seconds(opts.scrape_interval))
+            end = time.time()
+            Prometheus(stack.prometheus_url).wait_scraped_since(
+                stack.pod.name, end, timeout=2 * duration_seconds(opts.scrape_interval) + 10)
             start = run_.started_at - 10
-            result.series.update(panels.capture(stack.prometheus_url, start, time.time(),
+            result.series.update(panels.capture(stack.prometheus_url, start, end,
                                                 namespace=stack.namespace, pod=stack.pod.name,
                                                 scrape_interval=opts.scrape_interval, origin=run_.started_at))
 

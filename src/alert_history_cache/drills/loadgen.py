@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing as mp
-import os
 import random
 import time
 from collections import deque
@@ -27,6 +26,8 @@ from typing import Callable
 import hiredis
 import numpy as np
 import psutil
+
+from ..waiting import wait_until
 
 # Per-request outcome codes.
 HIT, MISS, STORED, ERROR, TIMEOUT, NOT_SENT = 0, 1, 2, 3, 4, 5
@@ -445,16 +446,16 @@ def run(target: Target, workload: Workload, stages: list[Stage], connections: in
         total = len(sched)
         end = sched[-1] if total else 0.0
         results = [None] * workers
-        while any(r is None for r in results):
+
+        def collected() -> bool:
             for k, p in enumerate(pipes):
                 if results[k] is None and p.poll(0):
                     results[k] = p.recv()
             if on_tick:
                 on_tick(time.monotonic() - t0, int(sum(progress)), total)
-            if time.monotonic() - t0 > end + drain_timeout + 60:
-                raise RuntimeError("load workers did not finish")
-            if any(r is None for r in results):
-                time.sleep(tick)
+            return all(r is not None for r in results)
+
+        wait_until(collected, end + drain_timeout + 60, "the load workers to finish their schedule", interval=tick)
         duration = time.monotonic() - t0
     finally:
         for p in procs:
@@ -478,6 +479,3 @@ def run(target: Target, workload: Workload, stages: list[Stage], connections: in
     return LoadRun(sched=sched, op=op, outcome=outcome, started_at=started_at, workers=stats, duration=duration,
                    **merged)
 
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))

@@ -10,32 +10,18 @@ from __future__ import annotations
 import json
 import math
 import re
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from ..chart import CHART_DIR
+from ..promapi import PromAPIError, Prometheus
+from ..units import duration_seconds
 
 DASHBOARD_DIR = CHART_DIR / "files" / "dashboards"
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def parse_duration(text: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text.strip())
-    if not m:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return float(m.group(1)) * units[m.group(2)]
-
-
-def rate_interval(scrape_interval: str) -> str:
+def rate_interval(scrape_interval: str | float) -> str:
     """Grafana's $__rate_interval for a step no longer than the scrape interval: 4 x the scrape interval."""
-    return f"{int(4 * parse_duration(scrape_interval))}s"
-
-
-def settle_seconds(scrape_interval: str) -> float:
-    """Wait this long after a run so the last scrape of the window lands in Prometheus."""
-    return parse_duration(scrape_interval) + 1.0
+    return f"{int(4 * duration_seconds(scrape_interval))}s"
 
 
 def dashboard_targets(path: Path | None = None) -> list[dict]:
@@ -61,21 +47,13 @@ def legend(fmt: str, labels: dict) -> str:
     return text.strip() or json.dumps(labels, sort_keys=True)
 
 
-def query_range(url: str, expr: str, start: float, end: float, step: float, timeout: float = 20) -> list[dict]:
-    qs = urllib.parse.urlencode({"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
-    with _NO_PROXY.open(f"{url.rstrip('/')}/api/v1/query_range?{qs}", timeout=timeout) as resp:
-        body = json.load(resp)
-    if body.get("status") != "success":
-        raise RuntimeError(f"Prometheus query failed: {body.get('error')}")
-    return body["data"]["result"]
-
-
-def capture(url: str, start: float, end: float, *, namespace: str, pod: str, scrape_interval: str = "5s",
+def capture(url: str, start: float, end: float, *, namespace: str, pod: str, scrape_interval: str | float = "5s",
             step: float | None = None, origin: float | None = None) -> dict:
     """{"panel:<title>": line series} for every dashboard panel; queries with no data are listed as empty.
     x is in seconds from `origin` (the drill's offset 0, so panels line up with its own plots)."""
     start, end = float(math.floor(start)), float(math.ceil(end))  # whole seconds: the grid matches the reply
-    step = step or max(parse_duration(scrape_interval), (end - start) / 300)
+    step = step or max(duration_seconds(scrape_interval), (end - start) / 300)
+    prometheus = Prometheus(url)
     ri = rate_interval(scrape_interval)
     grid = [start + k * step for k in range(int((end - start) // step) + 1)]
     origin = start if origin is None else origin
@@ -88,8 +66,8 @@ def capture(url: str, start: float, end: float, *, namespace: str, pod: str, scr
         expr = resolve(t["expr"], namespace=namespace, pod=pod, rate_interval_=ri)
         s["queries"].append(expr)
         try:
-            result = query_range(url, expr, start, end, step)
-        except (OSError, RuntimeError) as exc:
+            result = prometheus.query_range(expr, start, end, step)
+        except PromAPIError as exc:
             s["empty"].append(f"{expr}: {exc}")
             continue
         if not result:
