@@ -1,5 +1,5 @@
 """The Grafana dashboard: the committed JSON is exactly what dashboards/cache_dashboard.py generates, the
-chart ships it in a sidecar-labelled ConfigMap, and its structure is what the spec asks for."""
+chart ships it in a sidecar-labelled ConfigMap, and its structure is what docs/requirements.md asks for."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Load drill: the spec's 500-connection test (its k6 script) as an open-loop load on the local pod.
+"""Load drill: the 500-connection test of docs/requirements.md (its k6 script) as an open-loop load on the local pod.
 
 One run: boot the pod from the rendered chart, warm the cache, play a constant arrival rate over N held
 connections (loadgen.py) while a sampler polls the server as admin and forces a BGSAVE and an AOF rewrite in
@@ -26,9 +26,12 @@ from ..units import duration_seconds
 from ..waiting import wait_until
 from .results import DrillResult
 
-SPEC_P95_MS = 50.0
-SPEC_ERROR_RATE = 0.01
+# The requirements (docs/requirements.md): they always apply.
+REQUIRED_P95_MS = 50.0
+REQUIRED_ERROR_RATE = 0.01
+# The project's own goals: they apply at the goal profile (the defaults) or when asked (--criteria goals).
 GOAL_RATE = 10_000.0
+GOAL_CONNECTIONS = 500
 GOAL_P99_MS = 5.0
 # Timer resolution of the workers' loop is 1 ms, so up to ~1.5 ms of dispatch lag is the generator working as
 # designed; beyond this p99 it is falling behind its schedule.
@@ -39,7 +42,7 @@ GENERATOR_CPU_MAX = 0.85
 @dataclass
 class LoadOptions:
     engine: str = "valkey8"
-    connections: int = 500
+    connections: int = GOAL_CONNECTIONS
     rate: float = GOAL_RATE
     duration: float = 30.0  # hold of the short profile
     profile: str = "short"
@@ -56,7 +59,7 @@ class LoadOptions:
     enforce_limits: bool = False  # the server container's CPU and memory limits as cgroups (limits.py)
     stock: bool = True
     bench_requests: int = 200_000
-    criteria: str = "all"  # "spec": only the spec's pass criteria (and the generator's validity)
+    criteria: str = "auto"  # "requirements", "goals", or "auto": goals only at the goal profile (criteria_sets)
     scrape_interval: str = "5s"
     values: dict = field(default_factory=dict)
     state_dir: str | None = None
@@ -502,19 +505,33 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
     return result
 
 
+CRITERIA_ALIASES = {"spec": "requirements", "all": "goals"}  # the names of earlier releases
+
+
+def criteria_sets(opts: LoadOptions) -> list[str]:
+    """The requirements always; the goals at the goal profile (GOAL_RATE over GOAL_CONNECTIONS) or when asked."""
+    asked = CRITERIA_ALIASES.get(opts.criteria, opts.criteria)
+    if asked not in ("auto", "requirements", "goals"):
+        raise ValueError(f"unknown criteria set {opts.criteria!r} (auto, requirements or goals)")
+    at_goal = opts.rate == GOAL_RATE and opts.connections == GOAL_CONNECTIONS
+    return ["requirements", "goals"] if asked == "goals" or (asked == "auto" and at_goal) else ["requirements"]
+
+
 def judge(result: DrillResult, opts: LoadOptions) -> None:
     f = result.figures
     gen = f["generator"]
+    result.criteria_sets = criteria_sets(opts)
     note = " (generator fell behind: these latencies include its own delay)" if gen["fell_behind"] else ""
-    result.check("spec: p95 latency", f"< {SPEC_P95_MS:.0f} ms", f"{f['latency_all']['p95_ms']} ms{note}",
-                 (f["latency_all"]["p95_ms"] or 1e9) < SPEC_P95_MS)
-    result.check("spec: errors", f"< {SPEC_ERROR_RATE:.0%}", f"{f['error_rate']:.4%} ({f['errors']} of {f['scheduled']})",
-                 f["error_rate"] < SPEC_ERROR_RATE)
+    result.check("requirements: p95 latency", f"< {REQUIRED_P95_MS:.0f} ms", f"{f['latency_all']['p95_ms']} ms{note}",
+                 (f["latency_all"]["p95_ms"] or 1e9) < REQUIRED_P95_MS)
+    result.check("requirements: errors", f"< {REQUIRED_ERROR_RATE:.0%}",
+                 f"{f['error_rate']:.4%} ({f['errors']} of {f['scheduled']})", f["error_rate"] < REQUIRED_ERROR_RATE)
     held = f["connections_held_min"]
-    result.check("spec: connections held", f"{opts.connections} for the whole hold",
+    result.check("requirements: connections held", f"{opts.connections} for the whole hold",
                  f"min {held} (opened {f['connections_opened']}, lost {f['connections_lost']})",
                  held is not None and held >= opts.connections and f["connections_lost"] == 0)
-    result.check("spec: rejected connections", "0", f["rejected_connections"], f["rejected_connections"] == 0)
+    result.check("requirements: rejected connections", "0", f["rejected_connections"],
+                 f["rejected_connections"] == 0)
     if f.get("limits_enforced"):
         lim = f["limits_enforced"]
         result.check("server not OOM-killed (container limits enforced)", "0 OOM kills",
@@ -524,14 +541,14 @@ def judge(result: DrillResult, opts: LoadOptions) -> None:
                  f"{GENERATOR_CPU_MAX:.0%}", "; ".join(gen["why"]) or
                  f"lag p99 {gen['dispatch_lag_p99_steady_ms']} ms, CPU {max(gen['worker_cpu'], default=0):.0%}",
                  not gen["fell_behind"])
-    if opts.criteria != "all":
+    if "goals" not in result.criteria_sets:
         return
-    result.check("goal: rate", f">= {GOAL_RATE:,.0f} req/s over {opts.connections} connections",
+    result.check("goals: rate", f">= {GOAL_RATE:,.0f} req/s over {opts.connections} connections",
                  f"{f['achieved_rate']} req/s", (f["achieved_rate"] or 0) >= 0.99 * GOAL_RATE)
-    result.check("goal: p99 latency (steady hold)", f"< {GOAL_P99_MS:.0f} ms", f"{f['latency_steady']['p99_ms']} ms",
+    result.check("goals: p99 latency (steady hold)", f"< {GOAL_P99_MS:.0f} ms", f"{f['latency_steady']['p99_ms']} ms",
                  (f["latency_steady"]["p99_ms"] or 1e9) < GOAL_P99_MS)
     if opts.forks:
         fork = f["latency_fork"]
-        result.check("goal: p99 latency during BGSAVE/AOF rewrite", f"< {GOAL_P99_MS:.0f} ms",
+        result.check("goals: p99 latency during BGSAVE/AOF rewrite", f"< {GOAL_P99_MS:.0f} ms",
                      f"{fork['p99_ms']} ms (max {fork['max_ms']} ms, fork {f['fork_usec']} us)",
                      fork["requests"] > 0 and (fork["p99_ms"] or 1e9) < GOAL_P99_MS)
