@@ -21,14 +21,15 @@ def report(results, output, prometheus, namespace, pod, scrape_interval) -> None
     """Criteria, figures and plots of every result; dashboard panels from Prometheus over each drill window."""
     from . import report as report_mod  # matplotlib: loaded only when a report is written
     from .drills import panels
+    from .drills.load_results import LoadFigures
 
     data = report_mod.load_results(results)
     if prometheus:
         for r in data:
-            window = (r.get("figures") or {}).get("window")
+            window = LoadFigures.from_dict(r["figures"]).window if r.get("drill") == "load" else None
             if window and not any(k.startswith("panel:") for k in r.get("series", {})):
                 r.setdefault("series", {}).update(panels.capture(
-                    prometheus, window["start"] - 10, window["end"] + 10, namespace=namespace, pod=pod,
-                    scrape_interval=scrape_interval, origin=window["start"]))
+                    prometheus, window.start - 10, window.end + 10, namespace=namespace, pod=pod,
+                    scrape_interval=scrape_interval, origin=window.start))
     path = report_mod.write(data, output)
     click.echo(f"report written to {path} ({len(data)} result(s))")

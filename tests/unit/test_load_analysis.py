@@ -83,17 +83,17 @@ def test_fork_window_latency_is_split_from_steady_state():
     lat = np.where((sched >= 4) & (sched < 5), 40.0, 1.0)
     actions = [{"command": "bgsave", "at": 1004.0, "returned_at": 1004.01}]
     figures, series = load.analyze(_run(lat, sched), STAGES, _samples(4.0, 4.75), actions, {"rejected_connections": 0})
-    (w,) = figures["fork_windows"]
-    assert w["kind"] == "bgsave" and w["triggered"] and w["start"] == pytest.approx(4.0)
-    assert w["fork_usec"] == 4321
-    assert figures["latency_steady"]["p99_ms"] == pytest.approx(1.0)
-    assert figures["latency_fork"]["p50_ms"] == pytest.approx(40.0)
-    assert figures["connections_held_min"] == 500
-    assert figures["pss_peak_server_plus_child"] == 15
-    assert figures["error_rate"] == 0 and figures["hit_rate"] == 1.0
-    assert figures["cpu"]["host_cores_busy"] == pytest.approx(1.5)
-    assert figures["cpu"]["other_cores"] == pytest.approx(1.5 - 0.2 - 0.1, abs=0.01)
-    assert not figures["generator"]["fell_behind"]
+    (w,) = figures.fork_windows
+    assert w.kind == "bgsave" and w.triggered and w.start == pytest.approx(4.0)
+    assert w.fork_usec == 4321
+    assert figures.latency_steady.p99_ms == pytest.approx(1.0)
+    assert figures.latency_fork.p50_ms == pytest.approx(40.0)
+    assert figures.connections_held_min == 500
+    assert figures.pss_peak_server_plus_child == 15
+    assert figures.error_rate == 0 and figures.hit_rate == 1.0
+    assert figures.cpu.host_cores_busy == pytest.approx(1.5)
+    assert figures.cpu.other_cores == pytest.approx(1.5 - 0.2 - 0.1, abs=0.01)
+    assert not figures.generator.fell_behind
     assert {"latency_cdf", "latency_histogram", "rate", "latency_over_time", "memory", "connections"} <= set(series)
     assert series["rate"]["spans"][0]["label"] == "bgsave"
 
@@ -102,15 +102,31 @@ def test_generator_lag_is_blamed_on_the_generator():
     sched = np.arange(0, 10, 0.01)
     figures, _ = load.analyze(_run(np.full(len(sched), 9.0), sched, lag_ms=np.full(len(sched), 8.0)), STAGES,
                               _samples(), [], {})
-    assert figures["generator"]["fell_behind"]
+    assert figures.generator.fell_behind
     result = load.DrillResult(drill="load", engine="valkey8", figures=figures)
-    load.judge(result, load.LoadOptions(criteria="requirements"))
+    load.judge(result, load.LoadOptions(criteria="goals"))
     by_name = {c.name: c for c in result.criteria}
+    # p99 9 ms misses the 5 ms goal while the generator was late: that may be the generator's own delay
+    assert not by_name["goals: p99 latency (steady hold)"].passed
     assert not by_name["generator kept its schedule"].passed
     assert "generator fell behind" in by_name["requirements: p95 latency"].measured
     assert by_name["requirements: p95 latency"].passed  # 9 ms < 50 ms: the required bound still holds
+
+
+def test_a_late_generator_does_not_fail_bounds_met_in_spite_of_it():
+    """Latency counts from the scheduled start, so the generator's delay only adds to it: a bound met with the
+    delay included holds for the server, and the run passes (saying why)."""
+    sched = np.arange(0, 10, 0.01)
+    figures, _ = load.analyze(_run(np.full(len(sched), 9.0), sched, lag_ms=np.full(len(sched), 8.0)), STAGES,
+                              _samples(), [], {})
+    result = load.DrillResult(drill="load", engine="valkey8", figures=figures)
+    load.judge(result, load.LoadOptions(criteria="requirements"))
+    by_name = {c.name: c for c in result.criteria}
+    assert by_name["generator kept its schedule"].passed
+    assert "in spite of" in by_name["generator kept its schedule"].goal
+    assert "every latency bound met" in by_name["generator kept its schedule"].measured
     assert not any(n.startswith("goals:") for n in by_name)
-    assert result.criteria_sets == ["requirements"]
+    assert result.criteria_sets == ["requirements"] and result.passed
 
 
 def test_errors_and_missing_connections_fail_the_spec():
@@ -119,7 +135,7 @@ def test_errors_and_missing_connections_fail_the_spec():
     outcome[:20] = loadgen.ERROR
     figures, _ = load.analyze(_run(np.full(len(sched), 1.0), sched, outcome=outcome), STAGES,
                               _samples(clients=499), [], {})
-    assert figures["error_rate"] == pytest.approx(0.02)
+    assert figures.error_rate == pytest.approx(0.02)
     result = load.DrillResult(drill="load", engine="valkey8", figures=figures)
     load.judge(result, load.LoadOptions())
     failed = {c.name for c in result.criteria if not c.passed}

@@ -52,7 +52,7 @@ class DrillResult:
     drill: str
     engine: str
     versions: dict[str, str] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
+    figures: Any = field(default_factory=dict)  # a dict, or a figures dataclass (drills/load_results.py)
     criteria: list[Criterion] = field(default_factory=list)
     criteria_sets: list[str] = field(default_factory=lambda: ["requirements"])  # which sets `criteria` hold
     series: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +69,9 @@ class DrillResult:
         return bool(self.criteria) and all(c.passed for c in self.criteria)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(self)  # figures a drill types (load_results) keep their own JSON shape: they drop unset keys
+        if hasattr(self.figures, "to_dict"):
+            d["figures"] = self.figures.to_dict()
         d["passed"] = self.passed
         return d
 
