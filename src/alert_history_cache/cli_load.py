@@ -23,6 +23,13 @@ class AliasedChoice(click.Choice):
         return super().convert(self.aliases.get(value, value), param, ctx)
 
 
+def _whole_seconds(ctx, param, value: float) -> int:
+    """SET EX takes whole seconds: a TTL must be 0 (none) or at least 1 s, and is rounded to the second."""
+    if 0 < value < 1:
+        raise click.BadParameter(f"{value:g}s is under a second; SET EX takes whole seconds (0: no TTL)")
+    return round(value)
+
+
 @click.command("load")
 @values_options
 @engine_option
@@ -36,7 +43,8 @@ class AliasedChoice(click.Choice):
                                       "docs/requirements.md (2 m up, 3 m hold, 2 m down).")
 @click.option("--workers", default=2, show_default=True, help="Generator processes (each owns a share).")
 @click.option("--read-ratio", default=0.9, show_default=True, help="Share of GETs (the rest are SETs).")
-@click.option("--ttl", type=DURATION, default="1h", show_default=True, help="TTL of the SETs (0: none).")
+@click.option("--ttl", type=DURATION, default="1h", show_default=True, callback=_whole_seconds,
+              help="TTL of the SETs (whole seconds, e.g. 1h or 3600; 0: none).")
 @click.option("--keyspace", default=100_000, show_default=True, help="Alerts the Zipf distribution draws from.")
 @click.option("--cache-aside/--no-cache-aside", default=False, show_default=True,
               help="A GET that misses is followed by the SET that fills it (the application's cache-aside).")
@@ -66,7 +74,7 @@ def load(values_files, sets, engine, connections, rate, duration, profile, worke
     values = chart.load_values(values_files, sets)
     opts = load_drill.LoadOptions(
         engine=engine, connections=connections, rate=rate, duration=duration, profile=profile, workers=workers,
-        read_ratio=read_ratio, ttl=int(ttl), keyspace=keyspace, cache_aside=cache_aside, prefill=prefill,
+        read_ratio=read_ratio, ttl=ttl, keyspace=keyspace, cache_aside=cache_aside, prefill=prefill,
         forks=("bgsave", "bgrewriteaof") if forks else (), capacity=capacity, enforce_limits=enforce_limits,
         bench_requests=bench_requests, criteria=criteria, values=values,
         state_dir=str(state_dir) if state_dir else None)

@@ -109,6 +109,7 @@ def test_a_bad_values_file_is_one_line(tmp_path):
     (["drill", "load", "--duration", "5x"], "--duration"),
     (["drill", "load", "--duration", "-5s"], "--duration"),
     (["drill", "load", "--ttl", "soon"], "--ttl"),
+    (["drill", "load", "--ttl", "250ms"], "--ttl"),
     (["report", "--scrape-interval", "fast", "x.json"], "--scrape-interval"),
     (["drill", "load", "--engine", "redis99"], "--engine"),
 ])
@@ -133,7 +134,16 @@ def test_a_bad_results_file_is_one_line(tmp_path):
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1h30m", 5400), ("45", 45), ("2.5", 2.5)])
 def test_durations_take_what_users_type(text, seconds):
     params = load.make_context("load", ["--duration", text, "--ttl", text]).params
-    assert params["duration"] == seconds and params["ttl"] == seconds
+    assert params["duration"] == seconds
+    assert params["ttl"] == round(seconds) and isinstance(params["ttl"], int)  # SET EX: whole seconds
+
+
+def test_the_engine_choices_are_the_one_engine_list():
+    from alert_history_cache import engines
+
+    choices = next(p for p in load.params if p.name == "engine").type.choices
+    assert list(choices) == list(engines.ENGINES) == list(engines.ENGINE_IMAGES)
+    assert all(engines.get(name).image == engines.ENGINE_IMAGES[name] for name in engines.ENGINES)
 
 
 def test_earlier_names_of_the_criteria_and_profile_still_parse():
