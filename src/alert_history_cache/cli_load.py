@@ -3,6 +3,8 @@ local pod."""
 
 from __future__ import annotations
 
+import math
+
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -24,10 +26,10 @@ class AliasedChoice(click.Choice):
 
 
 def _whole_seconds(ctx, param, value: float) -> int:
-    """SET EX takes whole seconds: a TTL must be 0 (none) or at least 1 s, and is rounded to the second."""
+    """SET EX takes whole seconds: a TTL must be 0 (none) or at least 1 s; a fraction rounds up."""
     if 0 < value < 1:
         raise click.BadParameter(f"{value:g}s is under a second; SET EX takes whole seconds (0: no TTL)")
-    return round(value)
+    return math.ceil(value)
 
 
 @click.command("load")

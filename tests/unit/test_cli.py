@@ -4,6 +4,7 @@ line naming the option (through the real CLI code, click's CliRunner)."""
 from __future__ import annotations
 
 import ast
+import math
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -135,7 +136,7 @@ def test_a_bad_results_file_is_one_line(tmp_path):
 def test_durations_take_what_users_type(text, seconds):
     params = load.make_context("load", ["--duration", text, "--ttl", text]).params
     assert params["duration"] == seconds
-    assert params["ttl"] == round(seconds) and isinstance(params["ttl"], int)  # SET EX: whole seconds
+    assert params["ttl"] == math.ceil(seconds) and isinstance(params["ttl"], int)  # SET EX: whole seconds
 
 
 def test_the_engine_choices_are_the_one_engine_list():
