@@ -71,9 +71,9 @@ def test_dashboard_targets_resolve_without_grafana_variables():
     targets = panels.dashboard_targets()
     assert len(targets) >= 10
     for t in targets:
-        expr = panels.resolve(t["expr"], namespace="default", pod="alerthistory-redis-0", rate_interval_="20s")
+        expr = panels.resolve(t.expr, namespace="default", pod="alerthistory-redis-0", rate_interval="20s")
         assert "$" not in expr, expr
-    titles = {t["panel"] for t in targets}
+    titles = {t.panel for t in targets}
     assert {"Memory", "Connected clients", "Hit rate"} <= titles
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..chart import CHART_DIR
@@ -24,22 +25,40 @@ def rate_interval(scrape_interval: str | float) -> str:
     return f"{int(4 * duration_seconds(scrape_interval))}s"
 
 
-def dashboard_targets(path: Path | None = None) -> list[dict]:
-    """[{panel, expr, legend}] of every query of the dashboard, in panel order."""
+# Series that exist only where replication runs (a replica, or a primary with replicas).
+REPLICATION_ONLY_METRICS = ("redis_connected_slave_lag_seconds", "redis_master_last_io_seconds_ago")
+
+
+@dataclass(frozen=True)
+class PanelTarget:
+    """One query of a dashboard panel, as the generated JSON holds it."""
+    panel: str
+    ref_id: str
+    expr: str
+    legend: str
+    unit: str = ""
+
+    @property
+    def replication_only(self) -> bool:
+        return any(m in self.expr for m in REPLICATION_ONLY_METRICS)
+
+
+def board_targets(board: dict) -> list[PanelTarget]:
+    """Every query of one dashboard (its JSON model), in panel order."""
+    return [PanelTarget(panel.get("title", "?"), t.get("refId", ""), t["expr"], t.get("legendFormat", ""),
+                        (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit", ""))
+            for panel in board.get("panels", []) for t in panel.get("targets", []) if t.get("expr")]
+
+
+def dashboard_targets(path: Path | None = None) -> list[PanelTarget]:
+    """Every query of the chart's dashboards (or of the one at `path`), in panel order."""
     files = [path] if path else sorted(DASHBOARD_DIR.glob("*.json"))
-    out = []
-    for f in files:
-        board = json.loads(Path(f).read_text())
-        for panel in board.get("panels", []):
-            for t in panel.get("targets", []):
-                if t.get("expr"):
-                    out.append({"panel": panel.get("title", "?"), "expr": t["expr"], "legend": t.get("legendFormat", ""),
-                                "unit": (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit", "")})
-    return out
+    return [t for f in files for t in board_targets(json.loads(Path(f).read_text()))]
 
 
-def resolve(expr: str, *, namespace: str, pod: str, rate_interval_: str) -> str:
-    return expr.replace("$__rate_interval", rate_interval_).replace("$namespace", namespace).replace("$pod", pod)
+def resolve(expr: str, *, namespace: str, pod: str = ".*", rate_interval: str = "1m") -> str:
+    """Grafana's variables replaced, so Prometheus can evaluate the expression directly."""
+    return expr.replace("$__rate_interval", rate_interval).replace("$namespace", namespace).replace("$pod", pod)
 
 
 def legend(fmt: str, labels: dict) -> str:
@@ -54,16 +73,16 @@ def capture(url: str, start: float, end: float, *, namespace: str, pod: str, scr
     start, end = float(math.floor(start)), float(math.ceil(end))  # whole seconds: the grid matches the reply
     step = step or max(duration_seconds(scrape_interval), (end - start) / 300)
     prometheus = Prometheus(url)
-    ri = rate_interval(scrape_interval)
+    interval = rate_interval(scrape_interval)
     grid = [start + k * step for k in range(int((end - start) // step) + 1)]
     origin = start if origin is None else origin
     out: dict = {}
     for t in dashboard_targets():
-        key = f"panel:{t['panel']}"
-        s = out.setdefault(key, {"kind": "line", "title": f"Dashboard: {t['panel']}", "x_label": "seconds",
-                                 "y_label": t["unit"] or "", "t0": origin, "x": [round(g - origin, 1) for g in grid],
+        key = f"panel:{t.panel}"
+        s = out.setdefault(key, {"kind": "line", "title": f"Dashboard: {t.panel}", "x_label": "seconds",
+                                 "y_label": t.unit or "", "t0": origin, "x": [round(g - origin, 1) for g in grid],
                                  "lines": {}, "queries": [], "empty": []})
-        expr = resolve(t["expr"], namespace=namespace, pod=pod, rate_interval_=ri)
+        expr = resolve(t.expr, namespace=namespace, pod=pod, rate_interval=interval)
         s["queries"].append(expr)
         try:
             result = prometheus.query_range(expr, start, end, step)
@@ -78,5 +97,5 @@ def capture(url: str, start: float, end: float, *, namespace: str, pod: str, scr
             for g in grid:
                 v = values.get(round(g, 3))
                 line.append(None if v is None or v in ("NaN", "+Inf", "-Inf") else float(v))
-            s["lines"][legend(t["legend"], r["metric"])] = line
+            s["lines"][legend(t.legend, r["metric"])] = line
     return out
