@@ -188,6 +188,8 @@ def section(result: dict) -> str:
                  '<span class="pass">pass</span>' if c["passed"] else '<span class="fail">FAIL</span>']
                 for c in result["criteria"]]
         parts.append(_table(rows, ["criterion", "goal", "measured", "result"], "criteria"))
+        if result.get("criteria_sets"):
+            parts.append(f'<p class="meta">criteria applied: {html.escape(" + ".join(result["criteria_sets"]))}</p>')
     series = result.get("series", {})
     own = [(k, s) for k, s in series.items() if not k.startswith("panel:")]
     dash = [(k, s) for k, s in series.items() if k.startswith("panel:")]
