@@ -65,14 +65,3 @@ def save(result: DrillResult, name: str) -> Path:
     result.write_json(path)
     print(f"  -> {path}")
     return path
-
-
-def quantity_bytes(text: str) -> int:
-    """Kubernetes memory quantity (512Mi, 2Gi) or Valkey size (384mb, 1gb) in bytes."""
-    units = {"ki": 1024, "mi": MiB, "gi": GiB, "kb": 1024, "mb": MiB, "gb": GiB, "k": 1000, "m": 1000**2,
-             "g": 1000**3}
-    t = text.strip().lower()
-    for suffix in sorted(units, key=len, reverse=True):
-        if t.endswith(suffix):
-            return int(float(t[: -len(suffix)]) * units[suffix])
-    return int(t)

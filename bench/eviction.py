@@ -18,7 +18,7 @@ import numpy as np
 
 from _common import DrillResult, mib, save, say
 
-from alert_history_cache.drills import load, loadgen
+from alert_history_cache.drills import forks, load, loadgen
 from alert_history_cache.stack import LocalStack
 
 
@@ -45,7 +45,7 @@ def main() -> None:
         app = stack.client("default", decode_responses=False, socket_timeout=60)
         prefill_s = load.prefill(app, workload, args.keyspace)
         app.close()
-        load.wait_persistence_idle(admin)
+        forks.wait_idle(admin, 120, quiet=1.5)
         before = admin.info("all")
         errors_before = admin.info("errorstats")
         stages = loadgen.profile("short", args.rate, args.seconds)

@@ -23,9 +23,10 @@ import time
 import psutil
 import redis
 
-from _common import DrillResult, MiB, fill_to_maxmemory, mib, quantity_bytes, save, say
+from _common import DrillResult, MiB, fill_to_maxmemory, mib, save, say
 
-from alert_history_cache.drills import loadgen
+from alert_history_cache import units
+from alert_history_cache.drills import forks, loadgen
 from alert_history_cache.drills.capacity import BenchUser, redis_benchmark
 from alert_history_cache.stack import LocalStack
 
@@ -63,22 +64,6 @@ class PssSampler(threading.Thread):
         return best[1] + best[2], best[1], max(s[2] for s in window)
 
 
-def wait_fork_done(admin: redis.Redis, field: str, timeout: float = 300) -> float:
-    deadline = time.monotonic() + timeout
-    time.sleep(0.05)
-    while time.monotonic() < deadline:
-        p = admin.info("persistence")
-        if not p.get(field) and not p.get("aof_rewrite_scheduled"):
-            return time.time()
-        time.sleep(0.02)
-    raise TimeoutError(f"{field} still set after {timeout}s")
-
-
-def wait_idle(admin: redis.Redis) -> None:
-    for field in ("rdb_bgsave_in_progress", "aof_rewrite_in_progress"):
-        wait_fork_done(admin, field)
-
-
 class RateWriter(threading.Thread):
     """SETs of 2 KB alerts at a fixed rate (the load drill's generator, SET only) over a keyspace larger than
     maxmemory, for `seconds`."""
@@ -110,14 +95,14 @@ def start_writer(stack: LocalStack, bench_user: str, writer_rate: float | None, 
 def measure(engine: str, maxmemory: str, limit: str, steady: float, writer_rate: float | None) -> dict:
     values = {"valkey": {"settings": {"maxmemory": maxmemory},
                          "resources": {"limits": {"memory": limit}, "requests": {"memory": limit}}}}
-    limit_b = quantity_bytes(limit)
+    limit_b = units.memory_bytes(limit)
     with tempfile.TemporaryDirectory(prefix="ahc-bench-fork-") as d, \
             LocalStack(values=values, engine=engine, state_dir=d, monitoring=False) as stack:
         app = stack.client("default", decode_responses=False, socket_timeout=60)
         admin = stack.client("admin", socket_timeout=60)
         fill = fill_to_maxmemory(app, admin)
         app.close()
-        wait_idle(admin)
+        forks.wait_idle(admin)
         sampler = PssSampler(stack.server_pid)
         sampler.start()
         out: dict = {"engine": engine, "maxmemory": maxmemory, "limit": limit, "limit_bytes": limit_b,
@@ -133,7 +118,7 @@ def measure(engine: str, maxmemory: str, limit: str, steady: float, writer_rate:
                 out["writes_per_s"] = round((stats1["total_commands_processed"] - stats0["total_commands_processed"])
                                             / (time.time() - t_writes))
                 out["evicted_per_s"] = round(stats1["evicted_keys"] - stats0["evicted_keys"])
-                wait_idle(admin)  # the auto AOF rewrite may be running: start each fork from a quiet state
+                forks.wait_idle(admin)  # the auto AOF rewrite may be running: start each fork from a quiet state
                 for cmd, field in (("BGSAVE", "rdb_bgsave_in_progress"), ("BGREWRITEAOF", "aof_rewrite_in_progress")):
                     start = time.time()
                     for _ in range(10):
@@ -143,9 +128,9 @@ def measure(engine: str, maxmemory: str, limit: str, steady: float, writer_rate:
                         except redis.ResponseError as exc:  # an automatic rewrite or save just started
                             if "in progress" not in str(exc) and "child process" not in str(exc):
                                 raise
-                            wait_idle(admin)
+                            forks.wait_idle(admin)
                             start = time.time()
-                    end = wait_fork_done(admin, field)
+                    end = forks.wait_idle(admin, fields=(field,))
                     info = admin.info("all")
                     peak, server, child = sampler.peak(start, end + 0.1)
                     key = cmd.lower()

@@ -20,9 +20,9 @@ import time
 import redis
 
 from _common import DrillResult, fill_to_maxmemory, mib, save, say
-from fork_headroom import start_writer, wait_fork_done, wait_idle
+from fork_headroom import start_writer
 
-from alert_history_cache.drills import limits
+from alert_history_cache.drills import forks, limits
 from alert_history_cache.drills.capacity import BenchUser
 from alert_history_cache.stack import LocalStack
 
@@ -42,13 +42,13 @@ def measure(engine: str, maxmemory: str, limit: str, writer_rate: float | None, 
             app = stack.client("default", decode_responses=False, socket_timeout=60)
             out.update(fill_to_maxmemory(app, admin))
             app.close()
-            wait_idle(admin)
+            forks.wait_idle(admin)
             with BenchUser(admin) as user:
                 writer = start_writer(stack, user, writer_rate, steady + 15)
                 steps = []
                 try:
                     time.sleep(steady)
-                    wait_idle(admin)
+                    forks.wait_idle(admin)
                     for cmd, field in (("BGSAVE", "rdb_bgsave_in_progress"),
                                        ("BGREWRITEAOF", "aof_rewrite_in_progress")):
                         t = time.time()
@@ -59,9 +59,9 @@ def measure(engine: str, maxmemory: str, limit: str, writer_rate: float | None, 
                             except redis.ResponseError as exc:  # an automatic save or rewrite got there first
                                 if "in progress" not in str(exc) and "child process" not in str(exc):
                                     raise
-                                wait_idle(admin)
+                                forks.wait_idle(admin)
                                 t = time.time()
-                        wait_fork_done(admin, field)
+                        forks.wait_idle(admin, fields=(field,))
                         steps.append({"command": cmd, "seconds": round(time.time() - t, 3),
                                       "fork_usec": admin.info("stats")["latest_fork_usec"]})
                 except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:

@@ -12,6 +12,7 @@ speed in seconds per GiB, hence the startup probe budget to give per GiB of maxm
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 import signal
@@ -22,11 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-import redis
-
 from _common import GiB, DrillResult, fill_to_maxmemory, mib, save, say
 
+from alert_history_cache.drills import forks
 from alert_history_cache.stack import LocalStack
+from alert_history_cache.waiting import wait_until
 
 LOAD_LINE = re.compile(r"DB loaded from (?:disk|append only file|base file \S+|incr file \S+): ([\d.]+) seconds")
 SAFETY = 3.0  # budget = SAFETY x the measured load time, plus the probe's own period
@@ -56,7 +57,6 @@ class RestartWatcher(threading.Thread):
         self.addr = (host, port)
         self.hello = f"AUTH {user} {password}\r\nINFO persistence\r\n".encode()
         self.gone = self.answering = self.loaded = None
-        self.stop_at = time.monotonic() + 900
 
     def _poll(self) -> str | None:
         with socket.create_connection(self.addr, timeout=1.0) as s:
@@ -71,28 +71,23 @@ class RestartWatcher(threading.Thread):
         return m.group(1).decode() if m else None
 
     def run(self) -> None:
-        while time.monotonic() < self.stop_at and self.loaded is None:
-            try:
-                loading = self._poll()
-                now = time.monotonic()
-                if self.gone is not None and loading is not None:
-                    self.answering = self.answering or now
-                    if loading == "0":
-                        self.loaded = now
-            except OSError:
-                if self.gone is None:
-                    self.gone = time.monotonic()
-            time.sleep(0.005)
+        with contextlib.suppress(TimeoutError):  # never loaded: measure() reports the missing times
+            wait_until(self._observe, 900, "the restarted server to finish loading", interval=0.005)
 
-
-def wait_idle(admin: redis.Redis, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        p = admin.info("persistence")
-        if not (p.get("rdb_bgsave_in_progress") or p.get("aof_rewrite_in_progress") or p.get("aof_rewrite_scheduled")):
-            return
-        time.sleep(0.1)
-    raise TimeoutError("persistence still busy")
+    def _observe(self) -> bool:
+        """One poll: note when the old server went away, the new one answered and finished loading."""
+        try:
+            loading = self._poll()
+        except OSError:
+            if self.gone is None:
+                self.gone = time.monotonic()
+            return False
+        now = time.monotonic()
+        if self.gone is not None and loading is not None:
+            self.answering = self.answering or now
+            if loading == "0":
+                self.loaded = now
+        return self.loaded is not None
 
 
 def measure(engine: str, maxmemory: str, limit: str, aof: bool, cold: bool) -> dict:
@@ -103,13 +98,12 @@ def measure(engine: str, maxmemory: str, limit: str, aof: bool, cold: bool) -> d
         app = stack.client("default", decode_responses=False, socket_timeout=60)
         admin = stack.client("admin", socket_timeout=60)
         fill = fill_to_maxmemory(app, admin)
-        wait_idle(admin)
+        forks.wait_idle(admin)
         if aof:
             admin.bgrewriteaof()
         else:
             admin.bgsave()
-        time.sleep(0.2)
-        wait_idle(admin)
+        forks.wait_idle(admin)
         keys_before = admin.dbsize()
         used = int(admin.info("memory")["used_memory"])
         files = {"aof_dir_bytes": dir_bytes(stack.data_dir / "appendonlydir") if aof else 0,
@@ -197,7 +191,7 @@ def main() -> None:
         # below what the RDB holds; nothing present at the kill may be missing.
         result.check(f"{c['mode']} {c['maxmemory']}: every key back", f">= {c['keys_before']} keys",
                      c["keys_after"], c["keys_after"] >= c["keys_before"])
-        result.check(f"{c['mode']} {c['maxmemory']}: kill to ready", "< 60 s (spec recovery)",
+        result.check(f"{c['mode']} {c['maxmemory']}: kill to ready", "< 60 s (recovery requirement, docs/requirements.md)",
                      f"{c['kill_to_ready_s']:.2f} s", c["kill_to_ready_s"] < 60)
         phases = []
         if c["kill_to_started_s"] is not None:

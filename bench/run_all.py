@@ -17,6 +17,7 @@ from pathlib import Path
 from _common import RESULTS_DIR, say
 
 from alert_history_cache import report
+from alert_history_cache.drills.load_results import LoadFigures
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,13 +49,14 @@ def main() -> None:
     for r in results:
         f = r.get("figures", {})
         if r["drill"] == "load":
-            cap = f.get("capacity", {})
-            rows += [(f"load {r['engine']}: achieved / p99 steady / p99 fork",
-                      f"{f.get('achieved_rate')} req/s / {f['latency_steady']['p99_ms']} ms / "
-                      f"{f['latency_fork']['p99_ms']} ms (fork {f.get('fork_usec')} us)"),
-                     (f"load {r['engine']}: capacity (redis-benchmark mix)",
-                      f"{cap.get('production_mix_rps', 0):.0f} req/s; ours = {f.get('rate_vs_capacity', 0):.1%} of it; "
-                      f"production config = {cap.get('production_vs_stock', 0):.2f} x stock")]
+            load = LoadFigures.from_dict(f)
+            rows.append((f"load {r['engine']}: achieved / p99 steady / p99 fork",
+                         f"{load.achieved_rate} req/s / {load.latency_steady.p99_ms} ms / "
+                         f"{load.latency_fork.p99_ms} ms (fork {load.fork_usec} us)"))
+            if load.capacity:
+                rows.append((f"load {r['engine']}: capacity (redis-benchmark mix)",
+                             f"{load.capacity.production_mix_rps:.0f} req/s; ours = {load.rate_vs_capacity:.1%} of "
+                             f"it; production config = {load.capacity.production_vs_stock or 0:.2f} x stock"))
         elif r["drill"] == "bench-recovery":
             for c in f["cases"]:
                 rows.append((f"recovery {r['engine']} {c['mode']} {c['maxmemory']}",

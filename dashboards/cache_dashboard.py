@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from grafana_foundation_sdk.builders import common as common_b
@@ -27,6 +26,8 @@ from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+
+from alert_history_cache.drills.panels import REPLICATION_ONLY_METRICS, PanelTarget, board_targets, resolve  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = REPO_ROOT / "charts" / "alert-history" / "files" / "dashboards" / "alert-history-cache.json"
@@ -37,8 +38,6 @@ SEL = 'namespace="$namespace",pod=~"$pod"'
 RATE = "$__rate_interval"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 LIMIT_RECORD = "alerthistory:redis_container_memory_limit_bytes"
-# Series that exist only where replication runs (a replica, or a primary with replicas).
-REPLICATION_ONLY_METRICS = ("redis_connected_slave_lag_seconds", "redis_master_last_io_seconds_ago")
 
 
 def q(expr: str, legend: str = "{{pod}}") -> prometheus.Dataquery:
@@ -365,35 +364,13 @@ def render_json() -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-@dataclass(frozen=True)
-class Target:
-    panel: str
-    ref_id: str
-    expr: str
-    legend: str
-
-    @property
-    def replication_only(self) -> bool:
-        return any(m in self.expr for m in REPLICATION_ONLY_METRICS)
+# Reading the generated JSON back is the toolkit's (the load drill captures every panel with it): one reader.
+Target = PanelTarget
 
 
 def targets(board_json: str | None = None) -> list[Target]:
     """Every query of the dashboard (the committed JSON by default), in panel order."""
-    board = json.loads(board_json if board_json is not None else OUTPUT.read_text())
-    out = []
-    for panel in board["panels"]:
-        for t in panel.get("targets", []):
-            out.append(Target(panel["title"], t["refId"], t["expr"], t.get("legendFormat", "")))
-    return out
-
-
-def resolve(expr: str, *, namespace: str, pod: str = ".*", rate_interval: str = "1m") -> str:
-    """Grafana's variables replaced, so Prometheus can evaluate the expression directly."""
-    return (
-        expr.replace("$__rate_interval", rate_interval)
-        .replace("$namespace", namespace)
-        .replace("$pod", pod)
-    )
+    return board_targets(json.loads(board_json if board_json is not None else OUTPUT.read_text()))
 
 
 def panel_exprs(

@@ -41,12 +41,21 @@ def load_values(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> d
     """User values from -f files (in order) then --set KEY=VALUE pairs, parsed by Helm's own strvals."""
     values: dict = {}
     for f in files:
-        values = deep_merge(values, yaml.safe_load(Path(f).read_text()) or {})
+        try:
+            loaded = yaml.safe_load(Path(f).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise RenderError(f"-f {f}: not valid YAML: {' '.join(str(exc).split())}") from exc
+        if not isinstance(loaded, dict):
+            raise RenderError(f"-f {f}: the top level must be a mapping of values, not {type(loaded).__name__}")
+        values = deep_merge(values, loaded)
     for s in sets:
         try:
             parsed = helm_python.parse_set_string(s)
         except helm_python.HelmError as exc:
-            raise RenderError(f"--set {s}: {exc}") from exc
+            raise RenderError(f"--set {s}: {' '.join(str(exc).split())}") from exc
+        if not parsed:  # strvals gives nothing back for some malformed keys ("a[=1") instead of an error
+            raise RenderError(f"--set {s}: sets no value; expected KEY=VALUE in Helm --set syntax, "
+                              "e.g. valkey.settings.maxmemory=256mb")
         values = deep_merge(values, parsed)
     return values
 

@@ -1,10 +1,11 @@
-"""What every command shares: the values options (-f/--set), --engine, --state-dir, --json, durations, and the
-one way a known failure ends a command (one line on stderr, exit 1, no traceback)."""
+"""What every command shares: the values options (-f/--set), --engine, --state-dir, --json, durations, the one
+way a known failure ends a command (one line on stderr, exit 1, no traceback) and the one way a drill ends."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from pathlib import Path
 
 import click
@@ -57,11 +58,36 @@ def failures() -> tuple[type[BaseException], ...]:
     from .chart import RenderError
     from .drills.capacity import CapacityError
     from .drills.limits import LimitsUnavailable
+    from .drills.results import ResultsError
     from .kube import KubeError
     from .pod import PodStartError
     from .stack import StackError
     return (RenderError, UnitError, KubeError, engines.MissingBinary, StackError, PodStartError, CapacityError,
-            LimitsUnavailable, TimeoutError, OSError)
+            LimitsUnavailable, ResultsError, TimeoutError, OSError)
+
+
+class OneLineGroup(click.Group):
+    """A group whose usage errors (a bad option value, an unknown option) are one line, `Error: <message>` with
+    the option named, without the usage block: the same shape as every other failure of a command."""
+
+    @staticmethod
+    def _one_line(exc: click.UsageError) -> None:
+        if not isinstance(exc, click.exceptions.NoArgsIsHelpError):  # that one shows the help it needs ctx for
+            exc.ctx = None
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            self._one_line(exc)
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            self._one_line(exc)
+            raise
 
 
 @contextlib.contextmanager
@@ -80,3 +106,12 @@ def one_line_failures(command):
         with reported_failures():
             return command(*args, **kwargs)
     return wrapper
+
+
+def finish_drill(result, json_path: str | None) -> None:
+    """Print a drill's criteria table, write its JSON results, exit non-zero on a failed criterion."""
+    result.print_table()
+    if json_path:
+        result.write_json(json_path)
+        click.echo(f"results written to {json_path}")
+    sys.exit(0 if result.passed else 1)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import importlib
 
 import click
+
+from .cli_common import engine_option, finish_drill, json_option, one_line_failures, state_dir_option, values_options
+from .cli_load import load
+
+STATE_DIR_HELP = "State dir of the drill's pod [default: a temporary one]."
 
 
 @click.group()
@@ -12,50 +17,32 @@ def drill() -> None:
     """Run a drill against a local pod and print its criteria; exits non-zero when one fails."""
 
 
-def finish(result, json_path: str | None) -> None:
-    """Print the criteria table, write the JSON results, exit non-zero on a failed criterion."""
-    result.print_table()
-    if json_path:
-        result.write_json(json_path)
-        click.echo(f"results written to {json_path}")
-    sys.exit(0 if result.passed else 1)
-
-
-from .cli_load import load  # noqa: E402
-
-drill.add_command(load)
-
-
-def _drill_command(name: str, module: str, doc: str):
+def _drill_command(name: str, doc: str):
     """`drill persistence|failover`: chart defaults unless -f/--set; own temporary state dir unless given."""
-    from . import engines
-    from .cli_load import FAILURES, values_options
 
     @click.command(name, help=doc)
     @values_options
-    @click.option("--engine", type=click.Choice(sorted(engines.ENGINE_IMAGES)), default="valkey8", show_default=True)
-    @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-                  help="State dir of the drill's pod [default: a temporary one].")
-    @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
+    @engine_option
+    @state_dir_option(None, STATE_DIR_HELP)
+    @json_option
+    @one_line_failures
     def command(values_files, sets, engine, state_dir, json_path) -> None:
-        import importlib
-
         from . import chart
 
-        drill_module = importlib.import_module(f".drills.{module}", __package__)
-        try:
-            result = drill_module.run(engine=engine, values=chart.load_values(values_files, sets),
-                                      state_dir=state_dir)
-        except FAILURES as exc:
-            raise click.ClickException(str(exc)) from exc
-        finish(result, json_path)
+        values = chart.load_values(values_files, sets)
+        drill_module = importlib.import_module(f".drills.{name}", __package__)
+        result = drill_module.run(engine=engine, values=values, state_dir=str(state_dir) if state_dir else None)
+        finish_drill(result, json_path)
 
     return command
 
 
+drill.add_command(load)
 drill.add_command(_drill_command(
-    "persistence", "persistence",
-    "Spec 5.4: AOF on, 1000 keys, AOF and RDB files written, all keys back after a restart, engine checkers pass."))
+    "persistence",
+    "The persistence requirement (docs/requirements.md): AOF on, 1000 keys written, AOF and RDB files on the "
+    "volume, every key back after a restart, the engine's AOF and RDB checkers pass."))
 drill.add_command(_drill_command(
-    "failover", "failover",
-    "Spec 5.3: graceful delete, hard kill and truncated AOF under write load; writes lost and recovery time."))
+    "failover",
+    "The failover requirement (docs/requirements.md): graceful delete, hard kill and a truncated AOF tail under "
+    "a write load; acknowledged writes lost, loss window and kill-to-ready time."))

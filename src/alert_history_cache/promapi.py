@@ -32,9 +32,21 @@ def http(method: str, url: str, *, params: dict | None = None, timeout: float = 
         raise PromAPIError(f"{method} {url}: {exc}") from exc
 
 
-class Prometheus:
+class _Server:
+    """What Prometheus and Alertmanager share: a base URL and the /-/ready endpoint."""
+
     def __init__(self, url: str):
         self.url = url.rstrip("/")
+
+    def ready(self) -> bool:
+        try:
+            http("GET", f"{self.url}/-/ready", timeout=2)
+            return True
+        except PromAPIError:
+            return False
+
+
+class Prometheus(_Server):
 
     def api(self, path: str, **params) -> dict | list:
         """GET /api/v1/<path> and return its `data`."""
@@ -60,13 +72,6 @@ class Prometheus:
         """POST /-/reload (needs --web.enable-lifecycle)."""
         http("POST", f"{self.url}/-/reload", timeout=30)
 
-    def ready(self) -> bool:
-        try:
-            http("GET", f"{self.url}/-/ready", timeout=2)
-            return True
-        except PromAPIError:
-            return False
-
     def wait_target_up(self, pod: str, timeout: float = 30) -> dict:
         """An active target of `pod` that Prometheus scraped successfully (new targets reach the scrapers
         every 5 s, so the first scrape comes a few seconds after a start)."""
@@ -74,18 +79,17 @@ class Prometheus:
             return [t for t in self.active_targets() if t["health"] == "up" and t["labels"].get("pod") == pod]
         return wait_until(healthy, timeout, f"a healthy scrape target for pod {pod}", interval=0.2)[0]
 
+    def wait_scraped_since(self, pod: str, since: float, timeout: float = 30) -> float:
+        """Wait for a scrape of `pod` that started at or after `since` (wall time) to be stored: from then on, a
+        query over a window that ends at `since` sees the window's last values. Returns that scrape's time."""
+        def last_scrape():
+            result = self.query(f'max(timestamp(up{{pod="{pod}"}}))')
+            t = float(result[0]["value"][1]) if result else 0.0
+            return t if t >= since else None
+        return wait_until(last_scrape, timeout, f"a scrape of pod {pod} after {since:.1f}", interval=0.5)
 
-class Alertmanager:
-    def __init__(self, url: str):
-        self.url = url.rstrip("/")
 
+class Alertmanager(_Server):
     def alerts(self) -> list[dict]:
         """Alerts Alertmanager holds (API v2)."""
         return json.loads(http("GET", f"{self.url}/api/v2/alerts"))
-
-    def ready(self) -> bool:
-        try:
-            http("GET", f"{self.url}/-/ready", timeout=2)
-            return True
-        except PromAPIError:
-            return False

@@ -24,6 +24,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .drills.results import ResultsError  # noqa: E402
+
 SPAN_COLORS = {"bgsave": "#f4a261", "aof-rewrite": "#8ecae6"}
 SKIP_FIGURES = {"fork_actions", "window", "options"}
 
@@ -31,8 +33,13 @@ SKIP_FIGURES = {"fork_actions", "window", "options"}
 def load_results(paths: Iterable[str | Path]) -> list[dict]:
     out = []
     for p in paths:
-        data = json.loads(Path(p).read_text())
+        try:
+            data = json.loads(Path(p).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ResultsError(f"{p}: not a results file ({exc})") from exc
         items = data if isinstance(data, list) else [data]
+        if not all(isinstance(d, dict) and "drill" in d for d in items):
+            raise ResultsError(f"{p}: not a results file (expected drill results as written by --json)")
         for d in items:
             d.setdefault("_source", str(p))
             out.append(d)
@@ -181,6 +188,8 @@ def section(result: dict) -> str:
                  '<span class="pass">pass</span>' if c["passed"] else '<span class="fail">FAIL</span>']
                 for c in result["criteria"]]
         parts.append(_table(rows, ["criterion", "goal", "measured", "result"], "criteria"))
+        if result.get("criteria_sets"):
+            parts.append(f'<p class="meta">criteria applied: {html.escape(" + ".join(result["criteria_sets"]))}</p>')
     series = result.get("series", {})
     own = [(k, s) for k, s in series.items() if not k.startswith("panel:")]
     dash = [(k, s) for k, s in series.items() if k.startswith("panel:")]

@@ -25,9 +25,10 @@ def test_ramps_follow_the_integrated_rate():
     assert s[-1] < 40
 
 
-def test_spec_profile_is_seven_minutes():
-    stages = loadgen.profile("spec", 1000, 999)
+def test_requirements_profile_is_seven_minutes():
+    stages = loadgen.profile("requirements", 1000, 999)
     assert sum(st.duration for st in stages) == 420
+    assert loadgen.profile("spec", 1000, 999) == stages  # the earlier name still works
     with pytest.raises(ValueError):
         loadgen.profile("k6", 1, 1)
 
@@ -82,17 +83,17 @@ def test_fork_window_latency_is_split_from_steady_state():
     lat = np.where((sched >= 4) & (sched < 5), 40.0, 1.0)
     actions = [{"command": "bgsave", "at": 1004.0, "returned_at": 1004.01}]
     figures, series = load.analyze(_run(lat, sched), STAGES, _samples(4.0, 4.75), actions, {"rejected_connections": 0})
-    (w,) = figures["fork_windows"]
-    assert w["kind"] == "bgsave" and w["triggered"] and w["start"] == pytest.approx(4.0)
-    assert w["fork_usec"] == 4321
-    assert figures["latency_steady"]["p99_ms"] == pytest.approx(1.0)
-    assert figures["latency_fork"]["p50_ms"] == pytest.approx(40.0)
-    assert figures["connections_held_min"] == 500
-    assert figures["pss_peak_server_plus_child"] == 15
-    assert figures["error_rate"] == 0 and figures["hit_rate"] == 1.0
-    assert figures["cpu"]["host_cores_busy"] == pytest.approx(1.5)
-    assert figures["cpu"]["other_cores"] == pytest.approx(1.5 - 0.2 - 0.1, abs=0.01)
-    assert not figures["generator"]["fell_behind"]
+    (w,) = figures.fork_windows
+    assert w.kind == "bgsave" and w.triggered and w.start == pytest.approx(4.0)
+    assert w.fork_usec == 4321
+    assert figures.latency_steady.p99_ms == pytest.approx(1.0)
+    assert figures.latency_fork.p50_ms == pytest.approx(40.0)
+    assert figures.connections_held_min == 500
+    assert figures.pss_peak_server_plus_child == 15
+    assert figures.error_rate == 0 and figures.hit_rate == 1.0
+    assert figures.cpu.host_cores_busy == pytest.approx(1.5)
+    assert figures.cpu.other_cores == pytest.approx(1.5 - 0.2 - 0.1, abs=0.01)
+    assert not figures.generator.fell_behind
     assert {"latency_cdf", "latency_histogram", "rate", "latency_over_time", "memory", "connections"} <= set(series)
     assert series["rate"]["spans"][0]["label"] == "bgsave"
 
@@ -101,14 +102,31 @@ def test_generator_lag_is_blamed_on_the_generator():
     sched = np.arange(0, 10, 0.01)
     figures, _ = load.analyze(_run(np.full(len(sched), 9.0), sched, lag_ms=np.full(len(sched), 8.0)), STAGES,
                               _samples(), [], {})
-    assert figures["generator"]["fell_behind"]
+    assert figures.generator.fell_behind
     result = load.DrillResult(drill="load", engine="valkey8", figures=figures)
-    load.judge(result, load.LoadOptions(criteria="spec"))
+    load.judge(result, load.LoadOptions(criteria="goals"))
     by_name = {c.name: c for c in result.criteria}
+    # p99 9 ms misses the 5 ms goal while the generator was late: that may be the generator's own delay
+    assert not by_name["goals: p99 latency (steady hold)"].passed
     assert not by_name["generator kept its schedule"].passed
-    assert "generator fell behind" in by_name["spec: p95 latency"].measured
-    assert by_name["spec: p95 latency"].passed  # 9 ms < 50 ms: the spec's bound still holds
-    assert not any(n.startswith("goal:") for n in by_name)
+    assert "generator fell behind" in by_name["requirements: p95 latency"].measured
+    assert by_name["requirements: p95 latency"].passed  # 9 ms < 50 ms: the required bound still holds
+
+
+def test_a_late_generator_does_not_fail_bounds_met_in_spite_of_it():
+    """Latency counts from the scheduled start, so the generator's delay only adds to it: a bound met with the
+    delay included holds for the server, and the run passes (saying why)."""
+    sched = np.arange(0, 10, 0.01)
+    figures, _ = load.analyze(_run(np.full(len(sched), 9.0), sched, lag_ms=np.full(len(sched), 8.0)), STAGES,
+                              _samples(), [], {})
+    result = load.DrillResult(drill="load", engine="valkey8", figures=figures)
+    load.judge(result, load.LoadOptions(criteria="requirements"))
+    by_name = {c.name: c for c in result.criteria}
+    assert by_name["generator kept its schedule"].passed
+    assert "in spite of" in by_name["generator kept its schedule"].goal
+    assert "every latency bound met" in by_name["generator kept its schedule"].measured
+    assert not any(n.startswith("goals:") for n in by_name)
+    assert result.criteria_sets == ["requirements"] and result.passed
 
 
 def test_errors_and_missing_connections_fail_the_spec():
@@ -117,12 +135,36 @@ def test_errors_and_missing_connections_fail_the_spec():
     outcome[:20] = loadgen.ERROR
     figures, _ = load.analyze(_run(np.full(len(sched), 1.0), sched, outcome=outcome), STAGES,
                               _samples(clients=499), [], {})
-    assert figures["error_rate"] == pytest.approx(0.02)
+    assert figures.error_rate == pytest.approx(0.02)
     result = load.DrillResult(drill="load", engine="valkey8", figures=figures)
     load.judge(result, load.LoadOptions())
     failed = {c.name for c in result.criteria if not c.passed}
-    assert {"spec: errors", "spec: connections held", "goal: rate"} <= failed
-    assert "spec: rejected connections" not in failed
+    assert {"requirements: errors", "requirements: connections held", "goals: rate"} <= failed
+    assert "requirements: rejected connections" not in failed
+    assert result.criteria_sets == ["requirements", "goals"]  # the defaults are the goal profile
+
+
+@pytest.mark.parametrize("asked,rate,connections,sets", [
+    ("auto", load.GOAL_RATE, load.GOAL_CONNECTIONS, ["requirements", "goals"]),
+    ("auto", 2000, load.GOAL_CONNECTIONS, ["requirements"]),
+    ("auto", load.GOAL_RATE, 50, ["requirements"]),
+    ("goals", 2000, 50, ["requirements", "goals"]),
+    ("requirements", load.GOAL_RATE, load.GOAL_CONNECTIONS, ["requirements"]),
+    ("spec", load.GOAL_RATE, load.GOAL_CONNECTIONS, ["requirements"]),  # earlier names
+    ("all", 2000, 50, ["requirements", "goals"]),
+])
+def test_criteria_follow_what_was_asked(asked, rate, connections, sets):
+    assert load.criteria_sets(load.LoadOptions(criteria=asked, rate=rate, connections=connections)) == sets
+
+
+def test_a_lower_rate_is_judged_by_the_requirements_only():
+    """`--rate 2000` on a healthy run passes: no goal criterion asks it for 10,000 req/s."""
+    sched = np.arange(0, 10, 0.01)
+    figures, _ = load.analyze(_run(np.full(len(sched), 1.0), sched), STAGES, _samples(), [], {})
+    result = load.DrillResult(drill="load", engine="valkey8", figures=figures)
+    load.judge(result, load.LoadOptions(rate=2000))
+    assert result.passed, [c for c in result.criteria if not c.passed]
+    assert {c.name.split(":")[0] for c in result.criteria if ":" in c.name} == {"requirements"}
 
 
 CSV = '''"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
@@ -138,18 +180,3 @@ def test_redis_benchmark_csv_and_mix():
     assert capacity.mix_rps(figs, 0.9) == pytest.approx(1 / (0.9 / 80000 + 0.1 / 50000))
     with pytest.raises(capacity.CapacityError):
         capacity.parse_csv("WARNING: Could not fetch server CONFIG\n")
-
-
-@pytest.mark.parametrize("text,millis", [("500m", 500), ("1", 1000), (0.25, 250), ("2.5", 2500), (None, None)])
-def test_cpu_quantities(text, millis):
-    from alert_history_cache.drills.limits import cpu_millis
-
-    assert cpu_millis(text) == millis
-
-
-@pytest.mark.parametrize("text,size", [("512Mi", 512 * 2**20), ("1Gi", 2**30), ("1G", 10**9), (1024, 1024),
-                                       ("", None)])
-def test_memory_quantities(text, size):
-    from alert_history_cache.drills.limits import memory_bytes
-
-    assert memory_bytes(text) == size

@@ -14,8 +14,9 @@ from alert_history_cache.drills.results import DrillResult
 
 def _result() -> dict:
     r = DrillResult(drill="load", engine="valkey8", versions={"server": "Valkey 8.1 8.1.8"})
-    r.check("spec: p95 latency", "< 50 ms", "1.2 ms", True)
-    r.check("goal: p99 latency", "< 5 ms", "7.5 ms", False)
+    r.check("requirements: p95 latency", "< 50 ms", "1.2 ms", True)
+    r.check("goals: p99 latency", "< 5 ms", "7.5 ms", False)
+    r.criteria_sets = ["requirements", "goals"]
     r.figures.update({"achieved_rate": 10000.0, "latency_all": {"p99_ms": 7.5}, "fork_usec": [1200, 900],
                       "notes": ["the generator fell behind <during> the fork"], "options": {"rate": 1}})
     r.series.update({
@@ -49,6 +50,7 @@ def test_render_embeds_one_png_per_series_and_marks_criteria(tmp_path):
     assert 'redis_memory_used_bytes{namespace=&quot;default&quot;}' in page  # queries shown, escaped
     assert "&lt;during&gt;" in page and "<during>" not in page
     assert "achieved_rate" in page and "options.rate" not in page  # options are not figures
+    assert "criteria applied: requirements + goals" in page
 
 
 def test_render_lists_results_in_the_summary():
@@ -71,9 +73,9 @@ def test_dashboard_targets_resolve_without_grafana_variables():
     targets = panels.dashboard_targets()
     assert len(targets) >= 10
     for t in targets:
-        expr = panels.resolve(t["expr"], namespace="default", pod="alerthistory-redis-0", rate_interval_="20s")
+        expr = panels.resolve(t.expr, namespace="default", pod="alerthistory-redis-0", rate_interval="20s")
         assert "$" not in expr, expr
-    titles = {t["panel"] for t in targets}
+    titles = {t.panel for t in targets}
     assert {"Memory", "Connected clients", "Hit rate"} <= titles
 
 
@@ -81,6 +83,7 @@ def test_legend_and_durations():
     assert panels.legend("used {{pod}}", {"pod": "p-0"}) == "used p-0"
     assert panels.legend("", {"a": "b"}) == '{"a": "b"}'
     assert panels.rate_interval("5s") == "20s"
-    assert panels.parse_duration("1m") == 60
+    assert panels.rate_interval("1m") == "240s"
+    assert panels.rate_interval(15.0) == "60s"
     with pytest.raises(ValueError):
-        panels.parse_duration("soon")
+        panels.rate_interval("soon")

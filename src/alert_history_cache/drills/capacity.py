@@ -22,30 +22,19 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import port_for
 import redis
 from mirakuru import TCPExecutor
 
+from .load_results import Bench, Capacity
+
 BENCH_KEY_PATTERN = "key:*"
 
 
 class CapacityError(RuntimeError):
     pass
-
-
-@dataclass
-class BenchFigures:
-    test: str
-    rps: float
-    avg_ms: float
-    min_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
 
 
 def redis_benchmark() -> str:
@@ -61,14 +50,14 @@ def benchmark_version() -> str:
 
 
 
-def parse_csv(text: str) -> dict[str, BenchFigures]:
+def parse_csv(text: str) -> dict[str, Bench]:
     """redis-benchmark 7 --csv: "test","rps","avg_latency_ms","min_latency_ms","p50..","p95..","p99..","max.."."""
     rows = [r for r in csv.reader(io.StringIO(text)) if r and r[0] != "test"]
     out = {}
     for r in rows:
         if len(r) < 8:
             continue
-        out[r[0]] = BenchFigures(r[0], *(float(x) for x in r[1:8]))
+        out[r[0]] = Bench(r[0], *(float(x) for x in r[1:8]))
     if not out:
         raise CapacityError(f"redis-benchmark printed no figures:\n{text[-2000:]}")
     return out
@@ -76,7 +65,7 @@ def parse_csv(text: str) -> dict[str, BenchFigures]:
 
 def run_benchmark(host: str, port: int, *, connections: int, value_size: int, keyspace: int, requests: int,
                   tests: str = "set,get", user: str | None = None, threads: int | None = None,
-                  timeout: float = 600) -> dict[str, BenchFigures]:
+                  timeout: float = 600) -> dict[str, Bench]:
     argv = [redis_benchmark(), "-h", host, "-p", str(port), "-c", str(connections), "-n", str(requests),
             "-d", str(value_size), "-r", str(keyspace), "-t", tests, "--csv"]
     if user:
@@ -142,7 +131,7 @@ class StockServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def mix_rps(figures: dict[str, BenchFigures], read_ratio: float) -> float:
+def mix_rps(figures: dict[str, Bench], read_ratio: float) -> float:
     """Rate of a GET/SET mix from the separate GET and SET maxima (time per request adds up)."""
     get, set_ = figures["GET"].rps, figures["SET"].rps
     return 1.0 / (read_ratio / get + (1 - read_ratio) / set_)
@@ -150,26 +139,24 @@ def mix_rps(figures: dict[str, BenchFigures], read_ratio: float) -> float:
 
 def anchor(admin: redis.Redis, host: str, port: int, *, stock_binary: str | Path | None, netns: str | None,
            connections: int, value_size: int, keyspace: int, requests: int, read_ratio: float,
-           threads: int | None = None) -> dict:
+           threads: int | None = None) -> Capacity:
     """Benchmark the pod (production config) and, when stock_binary is given, the stock server. Both start
     empty: the pod is flushed before (its data is the load drill's, already measured) and after."""
-    out: dict = {"redis_benchmark": benchmark_version(), "connections": connections, "value_size": value_size,
-                 "keyspace": keyspace, "requests": requests, "threads": threads or 1,
-                 "auth": "throwaway nopass ACL user limited to ~key:* GET/SET, deleted afterwards"}
     admin.flushall()
     with BenchUser(admin) as user:
         t = time.time()
         prod = run_benchmark(host, port, connections=connections, value_size=value_size, keyspace=keyspace,
                              requests=requests, user=user, threads=threads)
-        out["production_window"] = [t, time.time()]
+        window = [t, time.time()]
     admin.flushall()
-    out["production"] = {k: asdict(v) for k, v in prod.items()}
-    out["production_mix_rps"] = mix_rps(prod, read_ratio)
+    out = Capacity(redis_benchmark=benchmark_version(), connections=connections, value_size=value_size,
+                   keyspace=keyspace, requests=requests, threads=threads or 1,
+                   auth="throwaway nopass ACL user limited to ~key:* GET/SET, deleted afterwards",
+                   production_window=window, production=prod, production_mix_rps=mix_rps(prod, read_ratio))
     if stock_binary:
         with StockServer(stock_binary, netns, host) as stock:
-            stock_figs = run_benchmark(host, stock.port, connections=connections, value_size=value_size,
-                                       keyspace=keyspace, requests=requests, threads=threads)
-        out["stock"] = {k: asdict(v) for k, v in stock_figs.items()}
-        out["stock_mix_rps"] = mix_rps(stock_figs, read_ratio)
-        out["production_vs_stock"] = out["production_mix_rps"] / out["stock_mix_rps"]
+            out.stock = run_benchmark(host, stock.port, connections=connections, value_size=value_size,
+                                      keyspace=keyspace, requests=requests, threads=threads)
+        out.stock_mix_rps = mix_rps(out.stock, read_ratio)
+        out.production_vs_stock = out.production_mix_rps / out.stock_mix_rps
     return out

@@ -1,5 +1,6 @@
-"""Failover drill (spec 5.3): graceful pod deletion, hard kill and a truncated AOF tail, each under a sustained
-write load with every acknowledged write recorded; what was lost and how long recovery took."""
+"""Failover drill (the failover requirement in docs/requirements.md): graceful pod deletion, hard kill and a
+truncated AOF tail, each under a sustained write load with every acknowledged write recorded; what was lost and
+how long recovery took."""
 
 from __future__ import annotations
 

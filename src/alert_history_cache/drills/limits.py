@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
+
+from ..units import cpu_millis, memory_bytes
 
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
@@ -22,26 +23,6 @@ PERIOD_US = 100_000
 
 class LimitsUnavailable(RuntimeError):
     pass
-
-
-def cpu_millis(quantity: str | int | float | None) -> int | None:
-    """Kubernetes CPU quantity ("500m", "1", 0.5) in millicores."""
-    if quantity in (None, ""):
-        return None
-    text = str(quantity).strip()
-    return int(text[:-1]) if text.endswith("m") else int(float(text) * 1000)
-
-
-def memory_bytes(quantity: str | int | None) -> int | None:
-    """Kubernetes memory quantity ("512Mi", "1G", 536870912) in bytes."""
-    if quantity in (None, ""):
-        return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i?|[kmgt])?", str(quantity).strip())
-    if not m:
-        raise ValueError(f"not a memory quantity: {quantity!r}")
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "k": 10**3, "M": 10**6, "G": 10**9,
-             "T": 10**12}
-    return int(float(m.group(1)) * units.get(m.group(2) or "", 1))
 
 
 def _v2() -> bool:

@@ -1,4 +1,4 @@
-"""Load drill: the spec's 500-connection test (its k6 script) as an open-loop load on the local pod.
+"""Load drill: the 500-connection test of docs/requirements.md (its k6 script) as an open-loop load on the local pod.
 
 One run: boot the pod from the rendered chart, warm the cache, play a constant arrival rate over N held
 connections (loadgen.py) while a sampler polls the server as admin and forces a BGSAVE and an AOF rewrite in
@@ -20,12 +20,19 @@ import numpy as np
 import psutil
 import redis
 
-from . import capacity, limits, loadgen, panels
+from ..promapi import Prometheus
+from ..units import duration_seconds
+from ..waiting import wait_until
+from . import capacity, forks, limits, loadgen, panels
+from .load_results import Cpu, ForkWindow, Generator, Latency, LoadFigures, RunFigures, Window
 from .results import DrillResult
 
-SPEC_P95_MS = 50.0
-SPEC_ERROR_RATE = 0.01
+# The requirements (docs/requirements.md): they always apply.
+REQUIRED_P95_MS = 50.0
+REQUIRED_ERROR_RATE = 0.01
+# The project's own goals: they apply at the goal profile (the defaults) or when asked (--criteria goals).
 GOAL_RATE = 10_000.0
+GOAL_CONNECTIONS = 500
 GOAL_P99_MS = 5.0
 # Timer resolution of the workers' loop is 1 ms, so up to ~1.5 ms of dispatch lag is the generator working as
 # designed; beyond this p99 it is falling behind its schedule.
@@ -36,7 +43,7 @@ GENERATOR_CPU_MAX = 0.85
 @dataclass
 class LoadOptions:
     engine: str = "valkey8"
-    connections: int = 500
+    connections: int = GOAL_CONNECTIONS
     rate: float = GOAL_RATE
     duration: float = 30.0  # hold of the short profile
     profile: str = "short"
@@ -53,7 +60,7 @@ class LoadOptions:
     enforce_limits: bool = False  # the server container's CPU and memory limits as cgroups (limits.py)
     stock: bool = True
     bench_requests: int = 200_000
-    criteria: str = "all"  # "spec": only the spec's pass criteria (and the generator's validity)
+    criteria: str = "auto"  # "requirements", "goals", or "auto": goals only at the goal profile (criteria_sets)
     scrape_interval: str = "5s"
     values: dict = field(default_factory=dict)
     state_dir: str | None = None
@@ -165,25 +172,6 @@ class Sampler(threading.Thread):
         self.join(timeout=10)
 
 
-def wait_persistence_idle(admin: redis.Redis, timeout: float = 120, quiet: float = 1.5) -> None:
-    """Wait until no BGSAVE or AOF rewrite has run for `quiet` seconds (a warm-up write burst triggers the save
-    rules and the AOF auto-rewrite, which the server starts from its cron a little later)."""
-    deadline = time.monotonic() + timeout
-    idle_since = None
-    while time.monotonic() < deadline:
-        info = admin.info("persistence")
-        busy = info.get("rdb_bgsave_in_progress") or info.get("aof_rewrite_in_progress") \
-            or info.get("aof_rewrite_scheduled")
-        if busy:
-            idle_since = None
-        elif idle_since is None:
-            idle_since = time.monotonic()
-        elif time.monotonic() - idle_since >= quiet:
-            return
-        time.sleep(0.1)
-    raise TimeoutError("a BGSAVE or AOF rewrite was still running after the warm-up")
-
-
 def prefill(app: redis.Redis, workload: loadgen.Workload, count: int, batch: int = 500) -> float:
     """Write `count` alerts (ids 0..count-1: the hottest keys first) as the application; returns seconds."""
     t = time.monotonic()
@@ -207,7 +195,7 @@ def ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000.0, 3)
 
 
-def windows_from_samples(samples: list[dict], started_at: float, actions: list[dict]) -> list[dict]:
+def windows_from_samples(samples: list[dict], started_at: float, actions: list[dict]) -> list[ForkWindow]:
     """Intervals (offsets from the run's start) during which a BGSAVE or AOF rewrite ran, with the fork time
     each one reported. A window opens at the command (or the first sample that shows it running)."""
     out: list[dict] = []
@@ -236,41 +224,41 @@ def windows_from_samples(samples: list[dict], started_at: float, actions: list[d
     if current is not None:
         current["fork_usec"] = last_fork
         out.append(current)
-    return out
+    return [ForkWindow(**w) for w in out]
 
 
-def in_windows(sched: np.ndarray, windows: list[dict], before: float = 0.1, after: float = 0.5) -> np.ndarray:
+def in_windows(sched: np.ndarray, windows: list[ForkWindow], before: float = 0.1, after: float = 0.5) -> np.ndarray:
     mask = np.zeros(len(sched), dtype=bool)
     for w in windows:
-        mask |= (sched >= w["start"] - before) & (sched <= w["end"] + after)
+        mask |= (sched >= w.start - before) & (sched <= w.end + after)
     return mask
 
 
-def cpu_figures(samples: list[dict], generator_cores: float) -> dict:
+def cpu_figures(samples: list[dict], generator_cores: float) -> Cpu:
     """Cores used over the samples' span: the whole host, the server, the generator, and everything else (other
     work on this machine: the noise under the figures)."""
     with_cpu = [s for s in samples if "host_busy_cpu" in s and "server_cpu" in s]
     if len(with_cpu) < 2:
-        return {}
+        return Cpu()
     a, b = with_cpu[0], with_cpu[-1]
     dt = b["t"] - a["t"]
     host = (b["host_busy_cpu"] - a["host_busy_cpu"]) / dt
     server = (b["server_cpu"] - a["server_cpu"]) / dt
-    return {"host_cores_busy": round(host, 3), "server_cores": round(server, 3),
-            "generator_cores": round(generator_cores, 3),
-            "other_cores": round(max(0.0, host - server - generator_cores), 3), "host_cores": psutil.cpu_count()}
+    return Cpu(host_cores_busy=round(host, 3), server_cores=round(server, 3), generator_cores=round(generator_cores, 3),
+               other_cores=round(max(0.0, host - server - generator_cores), 3), host_cores=psutil.cpu_count())
 
 
-def latency_figures(run: loadgen.LoadRun, mask: np.ndarray) -> dict:
+def latency_figures(run: loadgen.LoadRun, mask: np.ndarray) -> Latency:
     ok = run.ok & mask
     lat = run.latency[ok]
-    return {"requests": int(mask.sum()), "ok": int(ok.sum()), "p50_ms": ms(pct(lat, 50)), "p95_ms": ms(pct(lat, 95)),
-            "p99_ms": ms(pct(lat, 99)), "p999_ms": ms(pct(lat, 99.9)),
-            "max_ms": ms(float(lat.max())) if len(lat) else None, "mean_ms": ms(float(lat.mean())) if len(lat) else None}
+    return Latency(requests=int(mask.sum()), ok=int(ok.sum()), p50_ms=ms(pct(lat, 50)), p95_ms=ms(pct(lat, 95)),
+                   p99_ms=ms(pct(lat, 99)), p999_ms=ms(pct(lat, 99.9)),
+                   max_ms=ms(float(lat.max())) if len(lat) else None,
+                   mean_ms=ms(float(lat.mean())) if len(lat) else None)
 
 
 def analyze(run: loadgen.LoadRun, stages: list[loadgen.Stage], samples: list[dict], actions: list[dict],
-            baseline: dict) -> tuple[dict, dict]:
+            baseline: dict) -> tuple[RunFigures, dict]:
     """Figures and plot series of one load run."""
     sched = run.sched
     n = len(sched)
@@ -306,7 +294,7 @@ def analyze(run: loadgen.LoadRun, stages: list[loadgen.Stage], samples: list[dic
         "latency_fork": latency_figures(run, hold & forked),
         "service_p99_ms": ms(pct(run.service[run.ok], 99)),
         "fork_windows": windows,
-        "fork_usec": [w.get("fork_usec") for w in windows],
+        "fork_usec": [w.fork_usec for w in windows],
         "latest_fork_usec": last.get("latest_fork_usec"),
         "connections_requested": sum(w.connections_wanted for w in run.workers),
         "connections_opened": sum(w.connections_opened for w in run.workers),
@@ -323,39 +311,38 @@ def analyze(run: loadgen.LoadRun, stages: list[loadgen.Stage], samples: list[dic
         "pss_peak_server_plus_child": max((s.get("server_pss", 0) + s.get("child_pss", 0) for s in samples),
                                           default=None),
         "maxmemory": last.get("maxmemory"),
-        "generator": {
-            "workers": len(run.workers),
-            "dispatch_lag_p50_ms": ms(pct(lag, 50)),
-            "dispatch_lag_p99_ms": ms(pct(lag, 99)),
-            "dispatch_lag_max_ms": ms(float(np.nanmax(lag))) if np.any(~np.isnan(lag)) else None,
-            "dispatch_lag_p99_steady_ms": ms(pct(lag[hold & ~forked], 99)),
-            "dispatch_lag_p99_fork_ms": ms(pct(lag[hold & forked], 99)),
-            "queued_for_connection": int(np.isnan(lag).sum() - (outcome == loadgen.NOT_SENT).sum()),
-            "worker_cpu": [round(c, 3) for c in worker_cpu],
-        },
     }
-    figures["cpu"] = cpu_figures(hold_samples, sum(w.cpu_seconds for w in run.workers) / (run.duration or 1))
-    figures["cache_aside_fills"] = sum(w.fills for w in run.workers)
-    figures["cache_aside_fill_errors"] = sum(w.fill_errors for w in run.workers)
-    steady_lag = figures["generator"]["dispatch_lag_p99_steady_ms"] or 0.0
-    behind = []
+    generator = Generator(
+        workers=len(run.workers),
+        dispatch_lag_p50_ms=ms(pct(lag, 50)),
+        dispatch_lag_p99_ms=ms(pct(lag, 99)),
+        dispatch_lag_max_ms=ms(float(np.nanmax(lag))) if np.any(~np.isnan(lag)) else None,
+        dispatch_lag_p99_steady_ms=ms(pct(lag[hold & ~forked], 99)),
+        dispatch_lag_p99_fork_ms=ms(pct(lag[hold & forked], 99)),
+        queued_for_connection=int(np.isnan(lag).sum() - (outcome == loadgen.NOT_SENT).sum()),
+        worker_cpu=[round(c, 3) for c in worker_cpu])
+    steady_lag = generator.dispatch_lag_p99_steady_ms or 0.0
     if steady_lag > GENERATOR_LAG_P99_MS:
-        behind.append(f"dispatch lag p99 {steady_lag:.2f} ms > {GENERATOR_LAG_P99_MS} ms")
+        generator.why.append(f"dispatch lag p99 {steady_lag:.2f} ms > {GENERATOR_LAG_P99_MS} ms")
     if worker_cpu and max(worker_cpu) > GENERATOR_CPU_MAX:
-        behind.append(f"a worker used {max(worker_cpu):.0%} of a core")
-    figures["generator"]["fell_behind"] = bool(behind)
-    figures["generator"]["why"] = behind
-    fork_lag = figures["generator"]["dispatch_lag_p99_fork_ms"]
-    figures["generator"]["fell_behind_during_fork"] = bool(fork_lag and fork_lag > GENERATOR_LAG_P99_MS)
-    return figures, series(run, samples, windows, figures)
+        generator.why.append(f"a worker used {max(worker_cpu):.0%} of a core")
+    generator.fell_behind = bool(generator.why)
+    fork_lag = generator.dispatch_lag_p99_fork_ms
+    generator.fell_behind_during_fork = bool(fork_lag and fork_lag > GENERATOR_LAG_P99_MS)
+    result = RunFigures(
+        **figures, generator=generator,
+        cpu=cpu_figures(hold_samples, sum(w.cpu_seconds for w in run.workers) / (run.duration or 1)),
+        cache_aside_fills=sum(w.fills for w in run.workers),
+        cache_aside_fill_errors=sum(w.fill_errors for w in run.workers))
+    return result, series(run, samples, windows)
 
 
-def series(run: loadgen.LoadRun, samples: list[dict], windows: list[dict], figures: dict) -> dict:
+def series(run: loadgen.LoadRun, samples: list[dict], windows: list[ForkWindow]) -> dict:
     """Plot data (see report.py): CDF, histogram, per-second rate and latency, memory, connections."""
     ok = run.ok
     lat_ms = run.latency[ok] * 1000.0
     out: dict = {}
-    spans = [{"start": w["start"], "end": w["end"], "label": w["kind"]} for w in windows]
+    spans = [{"start": w.start, "end": w.end, "label": w.kind} for w in windows]
     if len(lat_ms):
         qs = np.concatenate([np.linspace(0, 99, 100), np.linspace(99, 99.99, 40)[1:], [100.0]])
         out["latency_cdf"] = {"kind": "line", "title": "Latency CDF (from scheduled start)", "x_label": "latency (ms)",
@@ -441,7 +428,7 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
     workload = loadgen.Workload(keyspace=opts.keyspace, zipf_s=opts.zipf_s, read_ratio=opts.read_ratio, ttl=opts.ttl,
                                 value_size=opts.value_size, cache_aside=opts.cache_aside)
     stages = loadgen.profile(opts.profile, opts.rate, opts.duration)
-    result.figures["options"] = {k: v for k, v in asdict(opts).items() if k not in ("values",)}
+    options = {k: v for k, v in asdict(opts).items() if k not in ("values",)}
     state_ctx = contextlib.nullcontext(opts.state_dir) if opts.state_dir else tempfile.TemporaryDirectory(
         prefix="ahc-load-")
     with state_ctx as state_dir, LocalStack(values=_drill_values(opts), engine=opts.engine,
@@ -452,12 +439,10 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         app = stack.client("default", decode_responses=False)
         count = opts.keyspace if opts.prefill is None else opts.prefill
         progress("prefill", 0, 1)
-        result.figures["prefill_keys"] = count
-        result.figures["prefill_seconds"] = round(prefill(app, workload, count), 2) if count else 0.0
+        prefill_seconds = round(prefill(app, workload, count), 2) if count else 0.0
         app.close()
-        wait_persistence_idle(admin)
+        forks.wait_idle(admin, 120, quiet=1.5)  # the warm-up burst starts a save or rewrite a little later
         baseline = {k: v for k, v in admin.info("all").items() if k in INFO_FIELDS}
-        result.figures["dataset_bytes_before"] = baseline.get("used_memory")
 
         sampler = Sampler(lambda: stack.client("admin"), lambda: stack.server_pid)
         target = loadgen.Target(stack.pod_ip, stack.port, password=stack.user_password("default"))
@@ -475,23 +460,27 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
             run_ = loadgen.run(target, workload, stages, connections=opts.connections, workers=opts.workers,
                                on_start=on_start,
                                on_tick=lambda off, done, n: progress("load", min(off, total), total))
+            replied = time.time()
+            with contextlib.suppress(TimeoutError):  # a sampler that cannot reach the server says so in its errors
+                wait_until(lambda: sampler.samples and sampler.samples[-1]["t"] > replied, 10,
+                           "a server sample after the last reply", interval=0.05)
         finally:
-            time.sleep(1.0)  # one more sample after the last reply
             sampler.stop()
-        figures, plots = analyze(run_, stages, sampler.samples, sampler.done_actions, baseline)
-        result.figures.update(figures)
-        result.figures["sampler_errors"] = sampler.errors
-        result.figures["fork_actions"] = sampler.done_actions
+        run_figures, plots = analyze(run_, stages, sampler.samples, sampler.done_actions, baseline)
+        figures = result.figures = LoadFigures.of_run(
+            run_figures, options=options, prefill_keys=count, prefill_seconds=prefill_seconds,
+            dataset_bytes_before=baseline.get("used_memory"), sampler_errors=sampler.errors,
+            fork_actions=sampler.done_actions, window=Window(run_.started_at, run_.started_at + run_.duration),
+            limits_enforced=cgroup.stats() if cgroup else None)
         result.series.update(plots)
-        result.figures["window"] = {"start": run_.started_at, "end": run_.started_at + run_.duration}
-        if cgroup:
-            result.figures["limits_enforced"] = cgroup.stats()
 
         if stack.prometheus_url:
             progress("prometheus", 0, 1)
-            time.sleep(panels.settle_seconds(opts.scrape_interval))
+            end = time.time()
+            Prometheus(stack.prometheus_url).wait_scraped_since(
+                stack.pod.name, end, timeout=2 * duration_seconds(opts.scrape_interval) + 10)
             start = run_.started_at - 10
-            result.series.update(panels.capture(stack.prometheus_url, start, time.time(),
+            result.series.update(panels.capture(stack.prometheus_url, start, end,
                                                 namespace=stack.namespace, pod=stack.pod.name,
                                                 scrape_interval=opts.scrape_interval, origin=run_.started_at))
 
@@ -503,46 +492,64 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
                                   netns=net.netns if net else None, connections=opts.connections,
                                   value_size=opts.value_size, keyspace=opts.keyspace,
                                   requests=opts.bench_requests, read_ratio=opts.read_ratio)
-            result.figures["capacity"] = cap
-            achieved = result.figures["achieved_rate"] or 0.0
-            result.figures["rate_vs_capacity"] = achieved / cap["production_mix_rps"]
             if cgroup:
-                cap["production_limits"] = cgroup.stats()
+                cap.production_limits = cgroup.stats()
+            figures.capacity = cap
+            figures.rate_vs_capacity = (figures.achieved_rate or 0.0) / cap.production_mix_rps
         admin.close()
     judge(result, opts)
     return result
 
 
+CRITERIA_ALIASES = {"spec": "requirements", "all": "goals"}  # the names of earlier releases
+
+
+def criteria_sets(opts: LoadOptions) -> list[str]:
+    """The requirements always; the goals at the goal profile (GOAL_RATE over GOAL_CONNECTIONS) or when asked."""
+    asked = CRITERIA_ALIASES.get(opts.criteria, opts.criteria)
+    if asked not in ("auto", "requirements", "goals"):
+        raise ValueError(f"unknown criteria set {opts.criteria!r} (auto, requirements or goals)")
+    at_goal = opts.rate == GOAL_RATE and opts.connections == GOAL_CONNECTIONS
+    return ["requirements", "goals"] if asked == "goals" or (asked == "auto" and at_goal) else ["requirements"]
+
+
 def judge(result: DrillResult, opts: LoadOptions) -> None:
-    f = result.figures
-    gen = f["generator"]
-    note = " (generator fell behind: these latencies include its own delay)" if gen["fell_behind"] else ""
-    result.check("spec: p95 latency", f"< {SPEC_P95_MS:.0f} ms", f"{f['latency_all']['p95_ms']} ms{note}",
-                 (f["latency_all"]["p95_ms"] or 1e9) < SPEC_P95_MS)
-    result.check("spec: errors", f"< {SPEC_ERROR_RATE:.0%}", f"{f['error_rate']:.4%} ({f['errors']} of {f['scheduled']})",
-                 f["error_rate"] < SPEC_ERROR_RATE)
-    held = f["connections_held_min"]
-    result.check("spec: connections held", f"{opts.connections} for the whole hold",
-                 f"min {held} (opened {f['connections_opened']}, lost {f['connections_lost']})",
-                 held is not None and held >= opts.connections and f["connections_lost"] == 0)
-    result.check("spec: rejected connections", "0", f["rejected_connections"], f["rejected_connections"] == 0)
-    if f.get("limits_enforced"):
-        lim = f["limits_enforced"]
+    """The criteria of the sets that apply (criteria_sets), then whether the generator's own delay matters."""
+    f: RunFigures = result.figures
+    gen = f.generator
+    result.criteria_sets = criteria_sets(opts)
+    note = " (generator fell behind: these latencies include its own delay)" if gen.fell_behind else ""
+    result.check("requirements: p95 latency", f"< {REQUIRED_P95_MS:.0f} ms", f"{f.latency_all.p95_ms} ms{note}",
+                 (f.latency_all.p95_ms or 1e9) < REQUIRED_P95_MS)
+    result.check("requirements: errors", f"< {REQUIRED_ERROR_RATE:.0%}",
+                 f"{f.error_rate:.4%} ({f.errors} of {f.scheduled})", f.error_rate < REQUIRED_ERROR_RATE)
+    held = f.connections_held_min
+    result.check("requirements: connections held", f"{opts.connections} for the whole hold",
+                 f"min {held} (opened {f.connections_opened}, lost {f.connections_lost})",
+                 held is not None and held >= opts.connections and f.connections_lost == 0)
+    result.check("requirements: rejected connections", "0", f.rejected_connections, f.rejected_connections == 0)
+    lim = getattr(f, "limits_enforced", None)
+    if lim:
         result.check("server not OOM-killed (container limits enforced)", "0 OOM kills",
                      f"{lim.get('oom_kills')} (CPU throttled in {lim.get('nr_throttled')} of {lim.get('nr_periods')} "
                      f"periods)", lim.get("oom_kills") == 0)
-    result.check("generator kept its schedule", f"dispatch lag p99 <= {GENERATOR_LAG_P99_MS} ms, worker CPU <= "
-                 f"{GENERATOR_CPU_MAX:.0%}", "; ".join(gen["why"]) or
-                 f"lag p99 {gen['dispatch_lag_p99_steady_ms']} ms, CPU {max(gen['worker_cpu'], default=0):.0%}",
-                 not gen["fell_behind"])
-    if opts.criteria != "all":
-        return
-    result.check("goal: rate", f">= {GOAL_RATE:,.0f} req/s over {opts.connections} connections",
-                 f"{f['achieved_rate']} req/s", (f["achieved_rate"] or 0) >= 0.99 * GOAL_RATE)
-    result.check("goal: p99 latency (steady hold)", f"< {GOAL_P99_MS:.0f} ms", f"{f['latency_steady']['p99_ms']} ms",
-                 (f["latency_steady"]["p99_ms"] or 1e9) < GOAL_P99_MS)
-    if opts.forks:
-        fork = f["latency_fork"]
-        result.check("goal: p99 latency during BGSAVE/AOF rewrite", f"< {GOAL_P99_MS:.0f} ms",
-                     f"{fork['p99_ms']} ms (max {fork['max_ms']} ms, fork {f['fork_usec']} us)",
-                     fork["requests"] > 0 and (fork["p99_ms"] or 1e9) < GOAL_P99_MS)
+    if "goals" in result.criteria_sets:
+        result.check("goals: rate", f">= {GOAL_RATE:,.0f} req/s over {opts.connections} connections",
+                     f"{f.achieved_rate} req/s", (f.achieved_rate or 0) >= 0.99 * GOAL_RATE)
+        result.check("goals: p99 latency (steady hold)", f"< {GOAL_P99_MS:.0f} ms",
+                     f"{f.latency_steady.p99_ms} ms{note}", (f.latency_steady.p99_ms or 1e9) < GOAL_P99_MS)
+        if opts.forks:
+            fork = f.latency_fork
+            result.check("goals: p99 latency during BGSAVE/AOF rewrite", f"< {GOAL_P99_MS:.0f} ms",
+                         f"{fork.p99_ms} ms (max {fork.max_ms} ms, fork {f.fork_usec} us){note}",
+                         fork.requests > 0 and (fork.p99_ms or 1e9) < GOAL_P99_MS)
+    # Latency counts from each scheduled start, so a late generator only adds to it: bounds met in spite of its
+    # delay still hold for the server. Bounds missed while it was late may be its own fault: that fails the run.
+    latency_met = all(c.passed for c in result.criteria if "latency" in c.name)
+    measured = "; ".join(gen.why) or f"lag p99 {gen.dispatch_lag_p99_steady_ms} ms, " \
+                                     f"CPU {max(gen.worker_cpu, default=0):.0%}"
+    if gen.fell_behind and latency_met:
+        measured += " (every latency bound met with its delay included)"
+    result.check("generator kept its schedule", f"dispatch lag p99 <= {GENERATOR_LAG_P99_MS} ms and worker CPU <= "
+                 f"{GENERATOR_CPU_MAX:.0%}, or every latency bound met in spite of its delay", measured,
+                 not gen.fell_behind or latency_met)

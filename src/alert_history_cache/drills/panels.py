@@ -10,50 +10,55 @@ from __future__ import annotations
 import json
 import math
 import re
-import urllib.parse
-import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..chart import CHART_DIR
+from ..promapi import PromAPIError, Prometheus
+from ..units import duration_seconds
 
 DASHBOARD_DIR = CHART_DIR / "files" / "dashboards"
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def parse_duration(text: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text.strip())
-    if not m:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return float(m.group(1)) * units[m.group(2)]
-
-
-def rate_interval(scrape_interval: str) -> str:
+def rate_interval(scrape_interval: str | float) -> str:
     """Grafana's $__rate_interval for a step no longer than the scrape interval: 4 x the scrape interval."""
-    return f"{int(4 * parse_duration(scrape_interval))}s"
+    return f"{int(4 * duration_seconds(scrape_interval))}s"
 
 
-def settle_seconds(scrape_interval: str) -> float:
-    """Wait this long after a run so the last scrape of the window lands in Prometheus."""
-    return parse_duration(scrape_interval) + 1.0
+# Series that exist only where replication runs (a replica, or a primary with replicas).
+REPLICATION_ONLY_METRICS = ("redis_connected_slave_lag_seconds", "redis_master_last_io_seconds_ago")
 
 
-def dashboard_targets(path: Path | None = None) -> list[dict]:
-    """[{panel, expr, legend}] of every query of the dashboard, in panel order."""
+@dataclass(frozen=True)
+class PanelTarget:
+    """One query of a dashboard panel, as the generated JSON holds it."""
+    panel: str
+    ref_id: str
+    expr: str
+    legend: str
+    unit: str = ""
+
+    @property
+    def replication_only(self) -> bool:
+        return any(m in self.expr for m in REPLICATION_ONLY_METRICS)
+
+
+def board_targets(board: dict) -> list[PanelTarget]:
+    """Every query of one dashboard (its JSON model), in panel order."""
+    return [PanelTarget(panel.get("title", "?"), t.get("refId", ""), t["expr"], t.get("legendFormat", ""),
+                        (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit", ""))
+            for panel in board.get("panels", []) for t in panel.get("targets", []) if t.get("expr")]
+
+
+def dashboard_targets(path: Path | None = None) -> list[PanelTarget]:
+    """Every query of the chart's dashboards (or of the one at `path`), in panel order."""
     files = [path] if path else sorted(DASHBOARD_DIR.glob("*.json"))
-    out = []
-    for f in files:
-        board = json.loads(Path(f).read_text())
-        for panel in board.get("panels", []):
-            for t in panel.get("targets", []):
-                if t.get("expr"):
-                    out.append({"panel": panel.get("title", "?"), "expr": t["expr"], "legend": t.get("legendFormat", ""),
-                                "unit": (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit", "")})
-    return out
+    return [t for f in files for t in board_targets(json.loads(Path(f).read_text()))]
 
 
-def resolve(expr: str, *, namespace: str, pod: str, rate_interval_: str) -> str:
-    return expr.replace("$__rate_interval", rate_interval_).replace("$namespace", namespace).replace("$pod", pod)
+def resolve(expr: str, *, namespace: str, pod: str = ".*", rate_interval: str = "1m") -> str:
+    """Grafana's variables replaced, so Prometheus can evaluate the expression directly."""
+    return expr.replace("$__rate_interval", rate_interval).replace("$namespace", namespace).replace("$pod", pod)
 
 
 def legend(fmt: str, labels: dict) -> str:
@@ -61,35 +66,27 @@ def legend(fmt: str, labels: dict) -> str:
     return text.strip() or json.dumps(labels, sort_keys=True)
 
 
-def query_range(url: str, expr: str, start: float, end: float, step: float, timeout: float = 20) -> list[dict]:
-    qs = urllib.parse.urlencode({"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
-    with _NO_PROXY.open(f"{url.rstrip('/')}/api/v1/query_range?{qs}", timeout=timeout) as resp:
-        body = json.load(resp)
-    if body.get("status") != "success":
-        raise RuntimeError(f"Prometheus query failed: {body.get('error')}")
-    return body["data"]["result"]
-
-
-def capture(url: str, start: float, end: float, *, namespace: str, pod: str, scrape_interval: str = "5s",
+def capture(url: str, start: float, end: float, *, namespace: str, pod: str, scrape_interval: str | float = "5s",
             step: float | None = None, origin: float | None = None) -> dict:
     """{"panel:<title>": line series} for every dashboard panel; queries with no data are listed as empty.
     x is in seconds from `origin` (the drill's offset 0, so panels line up with its own plots)."""
     start, end = float(math.floor(start)), float(math.ceil(end))  # whole seconds: the grid matches the reply
-    step = step or max(parse_duration(scrape_interval), (end - start) / 300)
-    ri = rate_interval(scrape_interval)
+    step = step or max(duration_seconds(scrape_interval), (end - start) / 300)
+    prometheus = Prometheus(url)
+    interval = rate_interval(scrape_interval)
     grid = [start + k * step for k in range(int((end - start) // step) + 1)]
     origin = start if origin is None else origin
     out: dict = {}
     for t in dashboard_targets():
-        key = f"panel:{t['panel']}"
-        s = out.setdefault(key, {"kind": "line", "title": f"Dashboard: {t['panel']}", "x_label": "seconds",
-                                 "y_label": t["unit"] or "", "t0": origin, "x": [round(g - origin, 1) for g in grid],
+        key = f"panel:{t.panel}"
+        s = out.setdefault(key, {"kind": "line", "title": f"Dashboard: {t.panel}", "x_label": "seconds",
+                                 "y_label": t.unit or "", "t0": origin, "x": [round(g - origin, 1) for g in grid],
                                  "lines": {}, "queries": [], "empty": []})
-        expr = resolve(t["expr"], namespace=namespace, pod=pod, rate_interval_=ri)
+        expr = resolve(t.expr, namespace=namespace, pod=pod, rate_interval=interval)
         s["queries"].append(expr)
         try:
-            result = query_range(url, expr, start, end, step)
-        except (OSError, RuntimeError) as exc:
+            result = prometheus.query_range(expr, start, end, step)
+        except PromAPIError as exc:
             s["empty"].append(f"{expr}: {exc}")
             continue
         if not result:
@@ -100,5 +97,5 @@ def capture(url: str, start: float, end: float, *, namespace: str, pod: str, scr
             for g in grid:
                 v = values.get(round(g, 3))
                 line.append(None if v is None or v in ("NaN", "+Inf", "-Inf") else float(v))
-            s["lines"][legend(t["legend"], r["metric"])] = line
+            s["lines"][legend(t.legend, r["metric"])] = line
     return out

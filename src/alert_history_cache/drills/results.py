@@ -15,6 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 
+class ResultsError(ValueError):
+    """A results file is not what a drill writes; the message names the file."""
+
+
 @dataclass
 class Criterion:
     name: str
@@ -48,8 +52,9 @@ class DrillResult:
     drill: str
     engine: str
     versions: dict[str, str] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
+    figures: Any = field(default_factory=dict)  # a dict, or a figures dataclass (drills/load_results.py)
     criteria: list[Criterion] = field(default_factory=list)
+    criteria_sets: list[str] = field(default_factory=lambda: ["requirements"])  # which sets `criteria` hold
     series: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -64,7 +69,9 @@ class DrillResult:
         return bool(self.criteria) and all(c.passed for c in self.criteria)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(self)  # figures a drill types (load_results) keep their own JSON shape: they drop unset keys
+        if hasattr(self.figures, "to_dict"):
+            d["figures"] = self.figures.to_dict()
         d["passed"] = self.passed
         return d
 
@@ -74,7 +81,8 @@ class DrillResult:
 
     def print_table(self, console: Console | None = None) -> None:
         console = console or Console()
-        table = Table(title=f"drill {self.drill} on {self.engine} ({self.versions.get('server', '?')})")
+        table = Table(title=f"drill {self.drill} on {self.engine} ({self.versions.get('server', '?')})",
+                      caption=f"criteria applied: {' + '.join(self.criteria_sets)}")
         table.add_column("criterion")
         table.add_column("goal")
         table.add_column("measured")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import redis
 
+from ..waiting import wait_until
+
 
 @dataclass
 class Ack:
@@ -69,11 +71,7 @@ class WriteLoad:
             client.close()
 
     def wait_for_acks(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.acks) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(self.acks)} of {count} writes acknowledged in {timeout}s")
-            time.sleep(0.01)
+        wait_until(lambda: len(self.acks) >= count, timeout, f"{count} acknowledged writes", interval=0.01)
 
     def stop(self) -> None:
         self._stop.set()
