@@ -58,7 +58,7 @@ def test_initial_results():
         "readiness": "failure", "liveness": "success", "startup": "unknown"}
 
 
-def test_reset_keeps_the_spec_and_clears_the_counters():
+def test_reset_keeps_the_probe_definition_and_clears_the_counters():
     p = ProbeState.from_spec("readiness", {"periodSeconds": 2, "timeoutSeconds": 3, "failureThreshold": 4,
                                            "successThreshold": 5})
     p.result, p.successes, p.failures, p.runs, p.last_output = "success", 5, 0, 12, "PONG"

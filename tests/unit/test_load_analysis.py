@@ -129,7 +129,7 @@ def test_a_late_generator_does_not_fail_bounds_met_in_spite_of_it():
     assert result.criteria_sets == ["requirements"] and result.passed
 
 
-def test_errors_and_missing_connections_fail_the_spec():
+def test_errors_and_missing_connections_fail_the_requirements():
     sched = np.arange(0, 10, 0.01)
     outcome = np.full(len(sched), loadgen.HIT)
     outcome[:20] = loadgen.ERROR

@@ -43,7 +43,7 @@ def default(render_chart):
     return alerts(render_chart)
 
 
-def test_the_spec_alerts_and_the_extras_render_by_default(default):
+def test_the_required_alerts_and_the_extras_render_by_default(default):
     assert sorted(default) == sorted(SPEC_ALERTS + EXTRA_ALERTS)
 
 
