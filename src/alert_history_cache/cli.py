@@ -1,4 +1,4 @@
-"""Command line: `alert-history-cache render|up|down|status|drill|report`."""
+"""Command line: `alert-history-cache render|up|down|status|fault|drill|report`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ from .cli_stack import down, status, up  # noqa: E402
 
 for _command in (up, down, status):
     main.add_command(_command)
+
+from .cli_fault import fault  # noqa: E402
+
+main.add_command(fault)
 
 
 if __name__ == "__main__":
