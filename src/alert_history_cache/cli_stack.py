@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import click
+import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -28,6 +30,7 @@ from .service_proxy import ProxyError
 from .pod import PodStartError
 from .stack import DEFAULT_STATE_DIR, LocalStack, StackError, cleanup, is_running, read_state, require_root
 from .status import status_document
+from .waiting import wait_until
 
 REQUEST_FILE = ".up-request.json"
 FAILURES = (StackError, MissingBinary, KubeError, PodStartError, chart.RenderError, TimeoutError, OSError,
@@ -238,13 +241,14 @@ def down(state_dir: Path, timeout: float | None) -> None:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + wait
-        while is_running(state_dir) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not is_running(state_dir), wait, "the stack to stop")
         if is_running(state_dir) and pid:
             click.echo(f"not stopped after {wait:.0f}s: killing pid {pid}", err=True)
             os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
+        if pid:  # the lock goes before the process has quite exited: wait for the exit itself
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+                psutil.Process(pid).wait(timeout=10)
     done = cleanup(state_dir)
     for line in done:
         click.echo(f"  cleaned up: {line}")
