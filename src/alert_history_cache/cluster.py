@@ -81,6 +81,7 @@ class LocalCluster:
         self._addresses: tuple | None = None
         self._forwarding = False
         self.started = False
+        self.endpoint_history: list[tuple[float, dict[str, tuple[str, ...]]]] = []  # (monotonic, programmed)
 
     # -- layout ---------------------------------------------------------------------------------------
     def pod_dir(self, name: str) -> Path:
@@ -249,6 +250,8 @@ class LocalCluster:
             if force or programmed != self._programmed:
                 self.proxy.sync(self.proxied())
                 self._programmed = programmed
+                self.endpoint_history.append((time.monotonic(), programmed))
+                del self.endpoint_history[:-200]
             dns = (tuple(self.pod_records()), tuple(self.service_records()))
             if force or dns != self._dns:
                 for pod in list(self.pods.values()):
@@ -372,4 +375,12 @@ class LocalCluster:
             data["address"] = p.ip
             data["partition"] = p.partition
             pods.append(data)
-        return {"pods": pods, "services": [s.to_dict() for s in self.services]}
+        services = []
+        for s in self.services:
+            data = s.to_dict()
+            for port, out in zip(s.ports, data["ports"]):
+                out["target_port"] = self._target_port(s, port)  # the number (named ports resolved)
+                if not str(port.target_port).isdigit():
+                    out["target_port_name"] = port.target_port
+            services.append(data)
+        return {"pods": pods, "services": services}
