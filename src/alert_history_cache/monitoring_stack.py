@@ -193,10 +193,11 @@ class Monitoring:
     def scrape_configs(self) -> list[dict]:
         jobs = []
         monitors = self.manifests.of_kind("ServiceMonitor")
-        if not monitors:
-            self.notes.append("the chart rendered no ServiceMonitor: Prometheus has no scrape job for the exporter")
+        note = "the chart rendered no ServiceMonitor: Prometheus has no scrape job for the exporter"
+        if not monitors and note not in self.notes:
+            self.notes.append(note)
         for sm in monitors:
-            ns = sm["metadata"].get("namespace", pod.namespace)
+            ns = sm["metadata"].get("namespace", self.namespace)
             for i, ep in enumerate(sm["spec"].get("endpoints", [])):
                 job = {
                     "job_name": f"serviceMonitor/{ns}/{sm['metadata']['name']}/{i}",
