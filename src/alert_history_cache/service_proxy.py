@@ -12,24 +12,30 @@ One nft table (family ip) per stack holds everything, modelled on kube-proxy's n
                   Ready endpoint, or a port the Service does not have. Connections are refused at once
                   (ICMP port unreachable, like kube-proxy's `reject`) instead of hanging or leaking to the
                   host's default route.
-`sync` replaces the whole table in one `nft -f` transaction, so readers never see half a ruleset; it takes a
-few milliseconds. Established connections keep their conntrack NAT binding (as with kube-proxy), so removing
-an endpoint stops new connections to it, not the open ones.
+`sync` replaces the whole table in one `nft -f` transaction, so readers never see half a ruleset; it takes
+tens of milliseconds (measured here: 90 ms for 20 Services of 3 ports and 3 endpoints each). Established
+connections keep their conntrack NAT binding (as with kube-proxy), so removing an endpoint stops new
+connections to it, not the open ones.
 
 Pods reach each other and their Services through the host, so `net.ipv4.ip_forward` must be 1 while a stack
-runs: `ensure_forwarding()` sets it and returns the previous value for `restore_forwarding()`."""
+runs: `ensure_forwarding()` sets it and returns the previous value; `restore_forwarding()` puts it back once
+no stack on the machine needs it any more."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from .netns import RUN_DIR, _allocation_lock
+
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+FORWARDING_DIR = RUN_DIR / "forwarding"  # one file per process that needs ip_forward=1, plus the original value
 HAIRPIN_MARK = 0x4000  # the bit kube-proxy uses for "masquerade this packet"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 _TABLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
@@ -201,17 +207,59 @@ def tables_with_prefix(prefix: str) -> list[str]:
                   and item["table"]["name"].startswith(prefix))
 
 
+def _holders() -> dict[int, int]:
+    """Live processes that asked for forwarding -> how many times (files of dead processes are dropped)."""
+    FORWARDING_DIR.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for f in FORWARDING_DIR.glob("[0-9]*"):
+        pid = int(f.name)
+        try:
+            os.kill(pid, 0)
+            out[pid] = int(f.read_text() or 0)
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except (PermissionError, ValueError):
+            out[pid] = 1
+    return {pid: n for pid, n in out.items() if n > 0}
+
+
 def ensure_forwarding() -> bool:
     """Set net.ipv4.ip_forward=1 (pods and Services are routed through the host); return the previous value.
 
-    The setting is global to the host: a caller restores it only when no other stack needs it any more
-    (`tables_with_prefix` tells whether other stacks' proxies remain)."""
-    previous = IP_FORWARD.read_text().strip() == "1"
-    if not previous:
-        IP_FORWARD.write_text("1\n")
-    return previous
+    The setting is global to the host and stacks run in parallel, so each caller is counted (one file per
+    process under /run/alert-history-cache/forwarding/) and the value found by the first one is kept:
+    `restore_forwarding` puts it back when the last caller is done, whatever value it is given. Call both from
+    the process that lives as long as the stack (its supervisor): a caller whose process died no longer counts."""
+    with _allocation_lock():
+        holders = _holders()
+        previous = IP_FORWARD.read_text().strip() == "1"
+        if not holders:
+            (FORWARDING_DIR / "original").write_text("1" if previous else "0")
+        me = os.getpid()
+        (FORWARDING_DIR / str(me)).write_text(str(holders.get(me, 0) + 1))
+        if not previous:
+            IP_FORWARD.write_text("1\n")
+        return previous
 
 
 def restore_forwarding(previous: bool) -> None:
-    """Put net.ipv4.ip_forward back to what `ensure_forwarding` returned."""
-    IP_FORWARD.write_text("1\n" if previous else "0\n")
+    """Undo one `ensure_forwarding`: when no other caller (here or in another process) still needs it, put
+    net.ipv4.ip_forward back to the value the first caller found (`previous` if that record is missing)."""
+    with _allocation_lock():
+        holders = _holders()
+        me = os.getpid()
+        left = holders.pop(me, 0) - 1
+        mine = FORWARDING_DIR / str(me)
+        if left > 0:
+            mine.write_text(str(left))
+        else:
+            mine.unlink(missing_ok=True)
+        if left > 0 or holders:
+            return
+        original = FORWARDING_DIR / "original"
+        try:
+            value = original.read_text().strip() == "1"
+        except FileNotFoundError:
+            value = previous
+        IP_FORWARD.write_text("1\n" if value else "0\n")
+        original.unlink(missing_ok=True)
