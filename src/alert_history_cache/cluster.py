@@ -8,7 +8,7 @@
 
 The pieces, each in its own module: the controllers' pod plans (workloads.py), one pod's lifecycle (pod.py,
 kubelet.py), ClusterIPs and endpoints (services.py), kube-proxy's rules (service_proxy.py), cluster DNS as
-hosts files (hosts.py), partitions (partition.py), ip_forward (forwarding.py). This module is the control
+hosts files (hosts.py), partitions (partition.py). This module is the control
 loop that ties them: whenever a pod's readiness or address changes (the kubelets report every probe result),
 it recomputes the endpoints and reprograms the proxy (within a fraction of a second), and rewrites every
 pod's hosts file when a DNS record changed.
@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import forwarding, hosts, partition as partitions, services as svcs
+from . import hosts, partition as partitions, services as svcs
 from .kube import KubeError, Objects
 from .pod import LocalPod, PodStartError
-from .service_proxy import ProxiedService, ServicePort, ServiceProxy
+from .service_proxy import ProxiedService, ServicePort, ServiceProxy, ensure_forwarding, restore_forwarding
 from .waiting import wait_until
 from .workloads import DeploymentController, PodPlan, StatefulSetController, controllers
 
@@ -79,7 +79,7 @@ class LocalCluster:
         self._programmed: dict[str, tuple[str, ...]] | None = None
         self._dns: tuple | None = None
         self._addresses: tuple | None = None
-        self._forwarding = False
+        self._forwarding: bool | None = None  # ip_forward before this stack asked for it
         self.started = False
         self.endpoint_history: list[tuple[float, dict[str, tuple[str, ...]]]] = []  # (monotonic, programmed)
 
@@ -111,8 +111,7 @@ class LocalCluster:
         the caller stops what was started (stop() is safe after a partial start)."""
         self.started = True
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        forwarding.acquire(str(self.state_dir))
-        self._forwarding = True
+        self._forwarding = ensure_forwarding()  # counted per process: this one lives as long as the stack
         for svc in self.services:
             if not svc.headless:
                 svc.cluster_ip = svcs.allocate(str(self.state_dir), f"{svc.namespace}/{svc.name}", svc.wanted_ip)
@@ -190,9 +189,9 @@ class LocalCluster:
             for svc in self.services:
                 if svc.cluster_ip:
                     svcs.release(svc.cluster_ip)
-            if self._forwarding:
-                forwarding.release(str(self.state_dir))
-                self._forwarding = False
+            if self._forwarding is not None:
+                restore_forwarding(self._forwarding)
+                self._forwarding = None
 
     # -- the control loop -----------------------------------------------------------------------------
     def _changed(self) -> None:

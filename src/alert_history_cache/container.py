@@ -48,7 +48,7 @@ class ContainerSpec:
     def from_rendered(cls, container: dict, *, env: dict[str, str], identity: Identity, mounts: list[Mount],
                       read_only_root: bool, workdir: str, container_dir: Path, bin_dir: Path,
                       root_links: dict[str, str], hosts_file: Path, hostname: str,
-                      netns_path: Path, log_path: Path) -> "ContainerSpec":
+                      netns_path: Path, log_path: Path, resolv_file: Path | None = None) -> "ContainerSpec":
         full_env = {"PATH": IMAGE_PATH, "HOSTNAME": hostname, "HOME": "/", **env}
         argv = [expand(a, full_env) for a in [*container.get("command", []), *container.get("args", [])]]
         if not argv:
@@ -56,7 +56,7 @@ class ContainerSpec:
         rootfs = RootFs(container_dir=container_dir, bin_dir=bin_dir,
                         root_links=root_links, hosts_file=hosts_file, hostname=hostname, mounts=mounts,
                         identity=identity, workdir=container.get("workingDir") or workdir,
-                        read_only_root=read_only_root)
+                        read_only_root=read_only_root, resolv_file=resolv_file)
         probes = {kind: container[f"{kind}Probe"] for kind in ("startup", "readiness", "liveness")
                   if container.get(f"{kind}Probe")}
         ports = {p.get("name", str(p["containerPort"])): int(p["containerPort"]) for p in container.get("ports", [])}

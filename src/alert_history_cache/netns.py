@@ -5,7 +5,7 @@ the pod's `eth0` = 10.244.n.2/24. Slots are allocated under a lock file, and a s
 neither its namespace nor its host interface exists, so stacks started in parallel never collide.
 Allocation goes round-robin from the last slot handed out (like the host-local IPAM plugin), so a pod that
 is deleted and created again gets a new address, as in Kubernetes. Pods reach each other through the host,
-which routes between the slots' /24s (with net.ipv4.ip_forward on, see forwarding.py)."""
+which routes between the slots' /24s (with net.ipv4.ip_forward on, see service_proxy.ensure_forwarding)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,9 @@ def _next_slots() -> list[int]:
     slots = list(SLOTS)
     i = slots.index(last) + 1 if last in slots else 0
     return slots[i:] + slots[:i]
+
+
+_allocation_lock = allocation_lock  # the name service_proxy.py imports
 
 
 def create(owner: dict) -> PodNetwork:

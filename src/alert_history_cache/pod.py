@@ -81,6 +81,10 @@ class LocalPod:
         return self.dir / "pod" / "hosts"
 
     @property
+    def resolv_file(self) -> Path:
+        return self.dir / "pod" / "resolv.conf"
+
+    @property
     def ip(self) -> str | None:
         return self.net.pod_ip if self.net else None
 
@@ -136,18 +140,21 @@ class LocalPod:
             container, env=env, identity=identity, mounts=self._mounts(container, paths), read_only_root=ro_root,
             workdir=IMAGE_WORKDIR.get(image_repository(container.get("image", "")), "/"),
             container_dir=self.dir / "containers" / container["name"], bin_dir=self.bin_dir,
-            root_links=self.root_links, hosts_file=self.hosts_file,
+            root_links=self.root_links, hosts_file=self.hosts_file, resolv_file=self.resolv_file,
             hostname=self.plan.hostname, netns_path=self.net.netns_path, log_path=self.log_path(container["name"]))
 
     def write_hosts(self) -> None:
         """The pod's /etc/hosts (bind-mounted in every container), rewritten in place when an address changes."""
-        from .hosts import write_in_place
+        from .hosts import resolv_conf, write_in_place
 
         if self.net is None or self.hosts_text is None:
             return
         self.hosts_file.parent.mkdir(parents=True, exist_ok=True)
         write_in_place(self.hosts_file, self.hosts_text(self))
         self.hosts_file.chmod(0o644)
+        if not self.resolv_file.exists():
+            self.resolv_file.write_text(resolv_conf())
+            self.resolv_file.chmod(0o644)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def create(self) -> None:
@@ -183,7 +190,7 @@ class LocalPod:
         self.init_results.append({"name": spec.name, "exit_code": code, "seconds": round(time.monotonic() - t0, 3)})
         if code != 0:
             tail = spec.log_path.read_text(errors="replace").splitlines()[-15:] if spec.log_path.exists() else []
-            raise PodStartError(f"init container {spec.name} of pod {self.name} failed (exit {code}); last lines of "
+            raise PodStartError(f"init container {spec.name} failed (exit {code}) in pod {self.name}; last lines of "
                                 f"{spec.log_path}:\n" + "\n".join(tail))
 
     def delete(self, signals: dict[str, int] | None = None, *, force: bool = False) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from . import forwarding, netns, services
+from . import netns, services
 from .volumes import unmount_all
 
 STATE_FILE = "stack.json"
@@ -100,7 +100,8 @@ def cleanup(state_dir: Path) -> list[str]:
     processes, the pods' network namespaces and veths, the Service proxy's nft table, the ClusterIPs,
     its hold on ip_forward, mounts. Idempotent; returns what it did."""
     from .cluster import proxy_table
-    from .service_proxy import ProxyError, ServiceProxy, tables_with_prefix
+    from .service_proxy import (FORWARDING_DIR, IP_FORWARD, ProxyError, ServiceProxy, restore_forwarding,
+                                tables_with_prefix)
 
     state_dir = Path(state_dir).resolve()
     data = read_state(state_dir)
@@ -140,8 +141,15 @@ def cleanup(state_dir: Path) -> list[str]:
     for ip in services.allocations(str(state_dir)):
         services.release(ip)
         done.append(f"released ClusterIP {ip}")
-    if forwarding.release(str(state_dir)):
-        done.append("restored net.ipv4.ip_forward")
+    # A crashed supervisor no longer counts as a holder of ip_forward. Only with no live holder left (another
+    # stack's process, or this one running a stack of another state dir), restore_forwarding puts back the value
+    # the first stack found (or the current one if there is no record: then nothing changes).
+    live = [f for f in FORWARDING_DIR.glob("[0-9]*") if psutil.pid_exists(int(f.name))]
+    before = IP_FORWARD.read_text().strip()
+    if not live:
+        restore_forwarding(before == "1")
+    if IP_FORWARD.read_text().strip() != before:
+        done.append(f"restored net.ipv4.ip_forward={IP_FORWARD.read_text().strip()}")
     for target in unmount_all(state_dir):
         done.append(f"unmounted {target}")
     if data and data.get("phase") not in ("stopped", None):

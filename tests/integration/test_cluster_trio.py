@@ -10,19 +10,21 @@ The helpers here (trio_cluster, reach and resolve checks, assert_cluster_gone) s
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
 
+import psutil
 import pytest
 import redis
 
-from alert_history_cache import chart, engines, forwarding, services
+from alert_history_cache import chart, engines, services
 from alert_history_cache.cluster import LocalCluster, proxy_table
 from alert_history_cache.kube import Objects
-from alert_history_cache.service_proxy import tables_with_prefix
+from alert_history_cache.service_proxy import FORWARDING_DIR, tables_with_prefix
 from alert_history_cache.stack import make_bin_dir
 from alert_history_cache.volumes import unmount_all
 
@@ -58,7 +60,12 @@ def assert_cluster_gone(state_dir: Path) -> None:
     state_dir = Path(state_dir).resolve()
     assert proxy_table(state_dir) not in tables_with_prefix("ahc_"), "the stack's nft table is left"
     assert services.allocations(str(state_dir)) == [], "ClusterIPs still allocated"
-    assert str(state_dir) not in forwarding.holders(), "still holds ip_forward"
+    assert not (FORWARDING_DIR / str(os.getpid())).exists(), "this process still holds ip_forward"
+
+
+def forwarding_holders() -> list[int]:
+    """Live processes that hold net.ipv4.ip_forward=1 (service_proxy.ensure_forwarding)."""
+    return [int(f.name) for f in FORWARDING_DIR.glob("[0-9]*") if psutil.pid_exists(int(f.name))]
 
 
 def exec_in(cluster: LocalCluster, pod: str, script: str, timeout: float = 15) -> str:

@@ -12,11 +12,10 @@ import sys
 import pytest
 import redis
 
-from alert_history_cache import forwarding
 from alert_history_cache.waiting import wait_until
 
 from . import test_app_profile as profile
-from .test_cluster_trio import assert_cluster_gone
+from .test_cluster_trio import assert_cluster_gone, forwarding_holders
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +65,7 @@ class ServiceClient:
 
 def test_up_detach_client_profile_through_the_service_and_fault_delete(tmp_path, needs_root, nothing_left) -> None:
     state = tmp_path / "state"
-    forward_before = open("/proc/sys/net/ipv4/ip_forward").read() if not forwarding.holders() else None
+    forward_before = open("/proc/sys/net/ipv4/ip_forward").read() if not forwarding_holders() else None
     try:
         up = run("up", "--detach", "--no-monitoring", "--state-dir", str(state), *FAST)
         assert up.returncode == 0, up.stdout + up.stderr
@@ -111,7 +110,7 @@ def test_up_detach_client_profile_through_the_service_and_fault_delete(tmp_path,
     assert down.returncode == 0, down.stdout + down.stderr
     nothing_left(state)
     assert_cluster_gone(state)
-    if forward_before is not None and not forwarding.holders():  # no other stack ran meanwhile
+    if forward_before is not None and not forwarding_holders():  # no other stack ran meanwhile
         assert open("/proc/sys/net/ipv4/ip_forward").read() == forward_before
 
 
