@@ -118,3 +118,28 @@ def test_fault_without_a_stack_names_the_problem(tmp_path) -> None:
     proc = run("fault", "delete", POD, "--state-dir", str(tmp_path / "none"))
     assert proc.returncode == 1
     assert "no stack is running" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_down_after_a_killed_supervisor_removes_the_cluster(tmp_path, needs_root, nothing_left) -> None:
+    """The supervisor dies without stopping (SIGKILL): `down` still removes the pods, the Service proxy's nft
+    table, the ClusterIPs and the stack's hold on ip_forward."""
+    import os
+    import signal
+
+    from alert_history_cache.cluster import proxy_table
+    from alert_history_cache.service_proxy import tables_with_prefix
+    from alert_history_cache.stack import read_state
+
+    state = tmp_path / "state"
+    up = run("up", "--detach", "--no-monitoring", "--state-dir", str(state), *FAST)
+    assert up.returncode == 0, up.stdout + up.stderr
+    supervisor = read_state(state)["supervisor"]["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: supervisor not in forwarding_holders(), 10, "the killed supervisor gone")
+    assert proxy_table(state) in tables_with_prefix("ahc_"), "the rules outlive a killed supervisor until `down`"
+    down = run("down", "--state-dir", str(state))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert f"deleted nft table ip {proxy_table(state)}" in down.stdout
+    assert "released ClusterIP 10.96." in down.stdout
+    nothing_left(state)
+    assert_cluster_gone(state)
