@@ -204,18 +204,23 @@ def _detach(state_dir: Path, request: dict) -> None:
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
     click.echo(f"Starting the local cluster in the background (pid {proc.pid}, engine {request['engine']}) ...")
     t0 = time.time()
-    while True:
+
+    def outcome() -> dict | None:
         data = read_state(state_dir)
         fresh = data.get("updated_at", 0) >= t0 and (data.get("supervisor") or {}).get("pid") == proc.pid
-        if fresh and data.get("phase") == "running":
-            click.echo(banner(data, state_dir))
-            click.echo(f"Stop:    alert-history-cache down --state-dir {state_dir}")
-            return
-        if proc.poll() is not None or (fresh and data.get("phase") == "failed"):
-            proc.wait()
-            _fail(f"the stack did not start: {data.get('error') if fresh else 'see the log'}\n"
-                  f"(log: {state_dir / 'logs' / 'supervisor.log'})")
-        time.sleep(0.1)
+        if (fresh and data.get("phase") in ("running", "failed")) or proc.poll() is not None:
+            return {**data, "fresh": fresh}
+        return None
+
+    # No deadline of its own: the supervisor gives up after the pods' start budget and says why.
+    data = wait_until(outcome, float("inf"), "the stack to start")
+    if data["fresh"] and data.get("phase") == "running":
+        click.echo(banner(data, state_dir))
+        click.echo(f"Stop:    alert-history-cache down --state-dir {state_dir}")
+        return
+    proc.wait()
+    _fail(f"the stack did not start: {data.get('error') if data['fresh'] else 'see the log'}\n"
+          f"(log: {state_dir / 'logs' / 'supervisor.log'})")
 
 
 @click.command()

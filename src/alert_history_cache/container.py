@@ -7,6 +7,7 @@ Stop: SIGTERM to that process only, then SIGKILL to the whole process group afte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from mirakuru.base import ENV_UUID
 
 from .kube import expand
 from .rootfs import IMAGE_PATH, Identity, Mount, RootFs
+from .waiting import wait_until
 
 MAX_PROBE_OUTPUT = 10 * 1024  # the kubelet keeps at most 10 KiB of an exec probe's output
 
@@ -129,9 +131,8 @@ class Container:
                 os.kill(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: proc.poll() is not None, grace, f"container {self.spec.name} to exit", interval=0.02)
         if executor:
             # SIGKILL to the process group and to any stray child that carries mirakuru's marker.
             executor.kill(wait=True, sig=signal.SIGKILL)

@@ -12,6 +12,7 @@ hook (exec or httpGet) first, then SIGTERM; the hook's time counts against the g
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import signal
 import socket
@@ -22,6 +23,7 @@ from typing import Callable
 
 from .container import Container
 from .kube import container_port
+from .waiting import wait_until
 
 KINDS = ("startup", "readiness", "liveness")
 
@@ -149,9 +151,8 @@ class Kubelet:
         for name, sig in (signals or {}).items():
             c = self.containers[name]
             if c.signal(sig) and sig == signal.SIGKILL:
-                deadline = time.monotonic() + 5
-                while c.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.005)
+                with contextlib.suppress(TimeoutError):
+                    wait_until(lambda c=c: c.poll() is not None, 5, f"container {name} killed", interval=0.005)
         codes: dict[str, int | None] = {}
 
         def stop_one(name: str) -> None:

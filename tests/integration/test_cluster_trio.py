@@ -205,3 +205,22 @@ def test_parallel_policy_starts_all_pods_at_once(tmp_path, needs_root) -> None:
         # Parallel: every pod was created before any of them was Ready.
         assert max(p.created_monotonic for p in pods) < min(first_ready(p) for p in pods)
         assert all(p.created_monotonic >= t0 for p in pods)
+
+
+def test_deployment_pods_run_beside_the_statefulset_and_are_replaced_under_new_names(tmp_path, needs_root) -> None:
+    with trio_cluster(tmp_path / "state", {"cache": {"enabled": True}}) as cluster:
+        cache = [n for n in cluster.pods if n.startswith("trio-cache-")]
+        assert len(cache) == 2 and set(PODS) <= set(cluster.pods)
+        cluster.wait_all_ready(30)
+        service = cluster.service("trio-cache")
+        assert sorted(service.endpoints) == sorted(cluster.pod(n).ip for n in cache)
+        # The Service maps its port 6379 to the pods' named port `cache` (6380).
+        assert redis.Redis(host=service.cluster_ip, port=6379, socket_timeout=5).ping()
+        assert pod_reaches(cluster, "trio-0", "trio-cache")  # the Service's port 6379 -> 6380 in the pod
+
+        result = cluster.delete_pod(cache[0])
+        replacement = result["new_pod"]
+        assert replacement not in cache and replacement.startswith("trio-cache-") and cache[0] not in cluster.pods
+        cluster.wait_pod_ready(cluster.pod(replacement), 30)
+        cluster.sync()
+        assert sorted(service.endpoints) == sorted(cluster.pod(n).ip for n in (cache[1], replacement))
