@@ -211,16 +211,11 @@ class LocalCluster:
                     self.event_log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} cluster SyncFailed: {exc}\n")
                     self.event_log.flush()
 
-    def endpoints(self, svc: svcs.Service, *, dns: bool = False) -> list[LocalPod]:
-        """Pods behind a Service: Ready ones (for DNS with publishNotReadyAddresses: every pod with an address
-        that is not terminating)."""
-        out = []
-        for pod in self.pods.values():
-            if not svc.selects(pod.labels) or pod.ip is None or pod.terminating:
-                continue
-            if pod.ready or (dns and svc.publish_not_ready):
-                out.append(pod)
-        return out
+    def endpoints(self, svc: svcs.Service) -> list[LocalPod]:
+        """The pods a Service's traffic goes to: selected, Ready and not terminating (pod.ready says both).
+        publishNotReadyAddresses only widens DNS (hosts.py keeps every selected pod with an address then,
+        terminating ones included, as the endpoints controller does)."""
+        return [p for p in self.pods.values() if svc.selects(p.labels) and p.ip is not None and p.ready]
 
     def _target_port(self, svc: svcs.Service, port: svcs.Port) -> int | None:
         candidates = [p.spec for p in self.plans if svc.selects(p.labels)] or [p.spec for p in self.plans]
@@ -263,7 +258,7 @@ class LocalCluster:
 
     # -- DNS --------------------------------------------------------------------------------------------
     def pod_records(self) -> list[hosts.PodRecord]:
-        return [hosts.PodRecord(name=p.name, ip=p.ip if not p.terminating else None, ready=p.ready,
+        return [hosts.PodRecord(name=p.name, ip=p.ip, ready=p.ready,
                                 hostname=p.plan.hostname, subdomain=p.plan.subdomain, namespace=p.namespace)
                 for p in self.pods.values()]
 

@@ -1,7 +1,8 @@
 """Endpoints follow readiness: a SIGSTOPped server fails its readiness probe and leaves the client Service
 within a second (new connections to the ClusterIP are refused at once rather than hanging on a frozen
-server); the liveness probe then kills it, the kubelet restarts it, and the Ready server is back behind
-the same ClusterIP, again within a second of its readiness."""
+server) while the headless Service (publishNotReadyAddresses) keeps its DNS record; the liveness probe then
+kills it, the kubelet restarts it, and the Ready server is back behind the same ClusterIP, again within a
+second of its readiness."""
 
 from __future__ import annotations
 
@@ -58,6 +59,11 @@ def test_sigstopped_server_leaves_the_service_and_its_restart_brings_it_back(mak
     status = stack.status()
     assert next(s for s in status["services"] if s["name"] == SERVICE)["endpoints"] == []
     assert status["pods"][0]["ready"] is False
+    # The headless Service publishes not-ready addresses: the stable name keeps its record meanwhile.
+    fqdn = f"{pod.name}.alerthistory-redis-headless.default.svc"
+    hosts = pod.hosts_file.read_text()
+    assert f"{pod.ip}\t{fqdn}.cluster.local\t{fqdn}\t" in hosts  # the record, not only the kubelet's own line
+    assert f"{pod.ip}\talerthistory-redis-headless.default.svc.cluster.local\t" in hosts
 
     # Liveness kills the frozen server (a stopped process ignores SIGTERM until SIGKILL after the grace
     # period), the kubelet restarts it, and readiness brings it back.
