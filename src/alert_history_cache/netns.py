@@ -152,8 +152,8 @@ def owners() -> dict[int, dict]:
 
 
 def ensure_tools() -> None:
-    for tool in ("ip", "nsenter", "unshare", "setpriv", "mount", "umount"):
+    for tool in ("ip", "nsenter", "unshare", "setpriv", "mount", "umount", "nft"):
         if not any(os.access(Path(d, tool), os.X_OK) for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":")
                    + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]):
-            package = {"ip": "iproute2", "mount": "mount", "umount": "mount"}.get(tool, "util-linux")
+            package = {"ip": "iproute2", "mount": "mount", "umount": "mount", "nft": "nftables"}.get(tool, "util-linux")
             raise NetworkError(f"`{tool}` is not installed: install it with `apt-get install {package}`")
