@@ -317,7 +317,8 @@ def status(state_dir: Path, as_json: bool) -> None:
     services = Table("service", "ClusterIP", "ports", "endpoints")
     for s in data.get("services") or []:
         ports = ", ".join(f"{p['port']}->{p['target_port']}/{p['protocol']}" for p in s.get("ports", []))
-        services.add_row(s["name"], s.get("cluster_ip") or "None (headless)", ports, ", ".join(s.get("endpoints")) or "-")
+        services.add_row(s["name"], s.get("cluster_ip") or "None (headless)", ports,
+                         ", ".join(s.get("endpoints")) or "-")
     console.print(services)
     for key, value in (data.get("endpoints") or {}).items():
         if key != "users":

@@ -96,6 +96,10 @@ class LocalCluster:
             return None  # Volumes' own layout: STATE/pvc (first claim), STATE/pvc-<claim>
         return lambda claim: self.state_dir / "pvcs" / plan.claim_name(claim)
 
+    def _pod_list(self) -> list[LocalPod]:
+        """A copy: a Deployment's replacement changes the dict while the control loop reads it."""
+        return list(self.pods.values())
+
     def _make_pod(self, plan: PodPlan) -> LocalPod:
         pod = LocalPod(plan, pod_dir=self.pod_dir(plan.name), claim_dir=self._claim_dir(plan),
                        log_path=lambda c, n=plan.name: self.log_path(n, c), bin_dir=self.bin_dir,
@@ -166,7 +170,7 @@ class LocalCluster:
                                     f"last exit {st.last_exit}); last lines of {log}:\n" + "\n".join(tail))
 
     def wait_all_ready(self, timeout: float) -> None:
-        for pod in list(self.pods.values()):
+        for pod in self._pod_list():
             self.wait_pod_ready(pod, timeout, during_start=True)
         self.sync()
 
@@ -176,7 +180,7 @@ class LocalCluster:
         self._stop.set()
         self._dirty.set()
         try:
-            threads = [threading.Thread(target=p.stop, name=f"stop-{p.name}") for p in self.pods.values()]
+            threads = [threading.Thread(target=p.stop, name=f"stop-{p.name}") for p in self._pod_list()]
             for t in threads:
                 t.start()
             for t in threads:
@@ -215,7 +219,7 @@ class LocalCluster:
         """The pods a Service's traffic goes to: selected, Ready and not terminating (pod.ready says both).
         publishNotReadyAddresses only widens DNS (hosts.py keeps every selected pod with an address then,
         terminating ones included, as the endpoints controller does)."""
-        return [p for p in self.pods.values() if svc.selects(p.labels) and p.ip is not None and p.ready]
+        return [p for p in self._pod_list() if svc.selects(p.labels) and p.ip is not None and p.ready]
 
     def _target_port(self, svc: svcs.Service, port: svcs.Port) -> int | None:
         candidates = [p.spec for p in self.plans if svc.selects(p.labels)] or [p.spec for p in self.plans]
@@ -248,10 +252,10 @@ class LocalCluster:
                 del self.endpoint_history[:-200]
             dns = (tuple(self.pod_records()), tuple(self.service_records()))
             if force or dns != self._dns:
-                for pod in list(self.pods.values()):
+                for pod in self._pod_list():
                     pod.write_hosts()
                 self._dns = dns
-            addresses = tuple((p.name, p.ip) for p in self.pods.values())
+            addresses = tuple((p.name, p.ip) for p in self._pod_list())
             if addresses != self._addresses:
                 self._addresses = addresses
                 self.on_addresses()
@@ -260,11 +264,11 @@ class LocalCluster:
     def pod_records(self) -> list[hosts.PodRecord]:
         return [hosts.PodRecord(name=p.name, ip=p.ip, ready=p.ready,
                                 hostname=p.plan.hostname, subdomain=p.plan.subdomain, namespace=p.namespace)
-                for p in self.pods.values()]
+                for p in self._pod_list()]
 
     def service_records(self) -> list[hosts.ServiceRecord]:
         return [hosts.ServiceRecord(name=s.name, namespace=s.namespace, cluster_ip=s.cluster_ip,
-                                    selector_pods=tuple(p.name for p in self.pods.values() if s.selects(p.labels)),
+                                    selector_pods=tuple(p.name for p in self._pod_list() if s.selects(p.labels)),
                                     publish_not_ready=s.publish_not_ready)
                 for s in self.services]
 
@@ -353,7 +357,7 @@ class LocalCluster:
 
     def heal(self, pod: str | None = None) -> list[str]:
         healed = []
-        for p in ([self.pod(pod)] if pod else list(self.pods.values())):
+        for p in ([self.pod(pod)] if pod else self._pod_list()):
             if p.net is not None:
                 partitions.heal(p.net.netns)
                 healed.append(p.name)
@@ -364,7 +368,7 @@ class LocalCluster:
     # -- status ---------------------------------------------------------------------------------------
     def snapshot(self) -> dict:
         pods = []
-        for p in list(self.pods.values()):
+        for p in self._pod_list():
             data = p.snapshot()
             data["address"] = p.ip
             data["partition"] = p.partition

@@ -256,7 +256,7 @@ class LocalStack:
 
     def _pod_infos(self) -> list[PodInfo]:
         return [PodInfo(name=p.name, namespace=p.namespace, ip=p.ip, labels=p.labels, containers=p.spec["containers"])
-                for p in self.cluster.pods.values() if p.ip and not p.terminating]
+                for p in list(self.cluster.pods.values()) if p.ip and not p.terminating]
 
     def _addresses_changed(self) -> None:
         if self.monitoring:
@@ -355,8 +355,9 @@ class LocalStack:
             name = self.secret_name
         except StackError:
             return {}
+        pods = list(self.cluster.pods)
         return {"name": name, "dir": str(self.secret_dir), "keys": self.users,
-                "pods": {p.name: str(self.cluster.pod_dir(p.name) / "secrets" / name) for p in self.cluster.pods.values()}}
+                "pods": {p: str(self.cluster.pod_dir(p) / "secrets" / name) for p in pods}}
 
     def endpoints(self) -> dict:
         out = {"server": f"{self.service_host}:{self.port}", "service": self.client_service,

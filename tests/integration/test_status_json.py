@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "alert_history_cache.cli"]
 FAST = ["--set", "valkey.probes.startup.periodSeconds=1", "--set", "valkey.probes.readiness.periodSeconds=1",
         "--set", "valkey.probes.liveness.periodSeconds=1",
-        "--set", "valkey.exporter.serviceMonitor.interval=1s", "--set", "valkey.exporter.serviceMonitor.scrapeTimeout=1s"]
+        "--set", "valkey.exporter.serviceMonitor.interval=1s",
+        "--set", "valkey.exporter.serviceMonitor.scrapeTimeout=1s"]
 POD = "alerthistory-redis-0"
 
 

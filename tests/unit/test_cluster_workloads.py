@@ -46,7 +46,8 @@ def test_the_alert_history_chart_renders_one_pod_behind_the_client_service() -> 
     plans = [p for c in controllers(manifests) for p in c.plans()]
     assert [p.name for p in plans] == ["alerthistory-redis-0"]
     services = {s["metadata"]["name"]: Service.from_manifest(s, "default") for s in manifests.of_kind("Service")}
-    assert services["alerthistory-redis-headless"].headless and services["alerthistory-redis-headless"].publish_not_ready
+    headless = services["alerthistory-redis-headless"]
+    assert headless.headless and headless.publish_not_ready
     client = services["alerthistory-redis"]
     assert not client.headless and client.selects(plans[0].labels)
     assert client.target_port(client.ports[0], plans[0].spec["containers"]) == 6379  # named port "redis"
