@@ -81,3 +81,18 @@ def test_no_workload_is_a_clear_error(tmp_path) -> None:
     lite = chart.render({"profile": "lite"})
     with pytest.raises(KubeError, match="no StatefulSet or Deployment"):
         LocalCluster(lite, tmp_path, bin_dir=tmp_path, objects=Objects(lite))
+
+
+def test_services_become_proxied_services_with_resolved_target_ports(tmp_path) -> None:
+    manifests = chart.render({"fullnameOverride": "alerthistory"})
+    cluster = LocalCluster(manifests, tmp_path, bin_dir=tmp_path, objects=Objects(manifests))
+    for i, svc in enumerate(s for s in cluster.services if not s.headless):
+        svc.cluster_ip = f"10.96.7.{i + 2}"
+    proxied = {p.name: p for p in cluster.proxied()}
+    assert set(proxied) == {"alerthistory-redis", "alerthistory-redis-metrics"}, "headless Services are not proxied"
+    (redis_port,) = proxied["alerthistory-redis"].ports
+    assert (redis_port.name, redis_port.port, redis_port.target_port) == ("redis", 6379, 6379)
+    assert proxied["alerthistory-redis-metrics"].ports[0].target_port == 9121
+    assert all(p.endpoints == () for p in proxied.values()), "no pod is Ready before start"
+    script = cluster.proxy.ruleset(proxied.values())
+    assert f"table ip {proxy_table(tmp_path)}" in script and "10.96.7.2" in script
