@@ -157,7 +157,14 @@ class LocalCluster:
             if during_start:
                 self._raise_if_crash_looping(pod)
             return pod.ready
-        wait_until(ready, timeout, f"pod {pod.name} Ready", interval=0.02)
+        try:
+            wait_until(ready, timeout, f"pod {pod.name} Ready", interval=0.02)
+        except TimeoutError:
+            probes = [f"  {name} {kind}: {p.result} ({p.runs} runs) {p.last_output[:200]}"
+                      for name, st in (pod.kubelet.status.items() if pod.kubelet else [])
+                      for kind, p in st.probes.items()]
+            raise TimeoutError(f"pod {pod.name} not Ready after {timeout:.0f}s; see {self.state_dir / 'logs'}\n"
+                               + "\n".join(probes)) from None
 
     def _raise_if_crash_looping(self, pod: LocalPod) -> None:
         if not pod.kubelet:
