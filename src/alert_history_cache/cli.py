@@ -1,4 +1,4 @@
-"""Command line: `alert-history-cache render|up|down|status|drill|report`."""
+"""Command line: `alert-history-cache render|up|down|status|fault|drill|report`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def render(values_files: tuple[str, ...], sets: tuple[str, ...], release: str, n
 
 for _command in (drill, report, up, down, status):
     main.add_command(_command)
+
+from .cli_fault import fault  # noqa: E402
+
+main.add_command(fault)
 
 
 if __name__ == "__main__":

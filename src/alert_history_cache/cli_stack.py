@@ -1,7 +1,13 @@
-"""`alert-history-cache up | down | status`: the local stack from the command line."""
+"""`alert-history-cache up | down | status`: the local stack from the command line.
+
+`status --json` prints one JSON document (documented in docs/local-stack.md, "status --json"): `running`,
+`phase`, `pods` (name, address, ready, containers with restarts, the server's replication `role`),
+`services` (name, ClusterIP, ports, endpoints), `secrets` (where the files are), `prometheus` and
+`alertmanager` URLs, plus the rest of stack.json."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,17 +18,23 @@ import time
 from pathlib import Path
 
 import click
+import psutil
 from rich.console import Console
 from rich.table import Table
 
 from . import chart, engines
 from .engines import MissingBinary
 from .kube import KubeError
+from .netns import NetworkError
+from .service_proxy import ProxyError
 from .pod import PodStartError
 from .stack import DEFAULT_STATE_DIR, LocalStack, StackError, cleanup, is_running, read_state, require_root
+from .status import status_document
+from .waiting import wait_until
 
 REQUEST_FILE = ".up-request.json"
-FAILURES = (StackError, MissingBinary, KubeError, PodStartError, chart.RenderError, TimeoutError, OSError)
+FAILURES = (StackError, MissingBinary, KubeError, PodStartError, chart.RenderError, TimeoutError, OSError,
+            NetworkError, ProxyError)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -45,17 +57,21 @@ def _secret_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 def banner(data: dict, state_dir: Path) -> str:
     """Where everything is and how to connect, from stack.json (no password is printed)."""
     ep, pod, engine = data.get("endpoints", {}), data.get("pod", {}), data.get("engine", {})
-    server_ip, _, port = ep.get("server", "?:?").partition(":")
+    server_ip, _, port = ep.get("server", "?:?").partition(":")  # the client Service's ClusterIP
     secret_dir = ep.get("secret_dir", "")
     users = ep.get("users", {})
     admin = ep.get("admin_user", "admin")
     cli = ep.get("cli", "valkey-cli")
+    pods = data.get("pods") or [pod]
+    names = ", ".join(f"{p.get('name')} {p.get('address') or p.get('ip')}" for p in pods)
     lines = [
-        f"Local pod {pod.get('namespace')}/{pod.get('name')} is ready: {engine.get('title')} {engine.get('version')} "
-        f"(engine {engine.get('name')}).",
-        "An emulation of the chart's pod on this machine (namespaces, rendered config, probes), not Kubernetes.",
+        f"Local cluster is ready: {len(pods)} pod(s) in namespace {pod.get('namespace')} ({names}); "
+        f"{engine.get('title')} {engine.get('version')} (engine {engine.get('name')}).",
+        "An emulation of the chart's pods and Services on this machine (namespaces, rendered config, probes, "
+        "nftables Service proxy), not Kubernetes.",
         "",
-        f"  server        {server_ip}:{port}   (pod address, in the pod's own network namespace)",
+        f"  server        {server_ip}:{port}   (Service {ep.get('service')}: its ClusterIP, as clients dial it)",
+        f"  pod address   {ep.get('pod_server')}   (pod {pod.get('name')}; changes when the pod is recreated)",
     ]
     if ep.get("metrics"):
         lines.append(f"  metrics       {ep['metrics']}")
@@ -81,7 +97,8 @@ def banner(data: dict, state_dir: Path) -> str:
         "",
         f"Logs:    {ep.get('logs')}/  (valkey.log, exporter.log, config-init.log, kubelet.log, prometheus.log, "
         "alertmanager.log)",
-        f"Status:  alert-history-cache status --state-dir {state_dir}",
+        f"Status:  alert-history-cache status --state-dir {state_dir} [--json]",
+        f"Faults:  alert-history-cache fault kill|delete|partition|heal POD --state-dir {state_dir}",
     ]
     return "\n".join(lines)
 
@@ -130,7 +147,8 @@ def up(values_files, sets, engine, state_dir, secret_files, monitoring, detach, 
 
 def _make_stack(state_dir: Path, request: dict) -> LocalStack:
     return LocalStack(values=request["values"], engine=request["engine"], state_dir=state_dir,
-                      secret_files=request["secret_files"], monitoring=request["monitoring"], wait_for_scrape=True)
+                      secret_files=request["secret_files"], monitoring=request["monitoring"], wait_for_scrape=True,
+                      serve_control=True)
 
 
 def _run_foreground(state_dir: Path, request: dict, quiet: bool) -> None:
@@ -151,7 +169,7 @@ def _run_foreground(state_dir: Path, request: dict, quiet: bool) -> None:
     signal.signal(signal.SIGTERM, interrupt)
     stack = _make_stack(state_dir, request)
     if not quiet:
-        click.echo(f"Starting the local pod (engine {request['engine']}, state dir {state_dir}); with monitoring, "
+        click.echo(f"Starting the local cluster (engine {request['engine']}, state dir {state_dir}); with monitoring, "
                    "`up` also waits for Prometheus' first scrape of the exporter (up to one scrape interval) ...")
     try:
         stack.start()
@@ -184,20 +202,25 @@ def _detach(state_dir: Path, request: dict) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "alert_history_cache.cli", "up", "--supervised",
                                  "--state-dir", str(state_dir)], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
-    click.echo(f"Starting the local pod in the background (pid {proc.pid}, engine {request['engine']}) ...")
+    click.echo(f"Starting the local cluster in the background (pid {proc.pid}, engine {request['engine']}) ...")
     t0 = time.time()
-    while True:
+
+    def outcome() -> dict | None:
         data = read_state(state_dir)
         fresh = data.get("updated_at", 0) >= t0 and (data.get("supervisor") or {}).get("pid") == proc.pid
-        if fresh and data.get("phase") == "running":
-            click.echo(banner(data, state_dir))
-            click.echo(f"Stop:    alert-history-cache down --state-dir {state_dir}")
-            return
-        if proc.poll() is not None or (fresh and data.get("phase") == "failed"):
-            proc.wait()
-            _fail(f"the stack did not start: {data.get('error') if fresh else 'see the log'}\n"
-                  f"(log: {state_dir / 'logs' / 'supervisor.log'})")
-        time.sleep(0.1)
+        if (fresh and data.get("phase") in ("running", "failed")) or proc.poll() is not None:
+            return {**data, "fresh": fresh}
+        return None
+
+    # No deadline of its own: the supervisor gives up after the pods' start budget and says why.
+    data = wait_until(outcome, float("inf"), "the stack to start")
+    if data["fresh"] and data.get("phase") == "running":
+        click.echo(banner(data, state_dir))
+        click.echo(f"Stop:    alert-history-cache down --state-dir {state_dir}")
+        return
+    proc.wait()
+    _fail(f"the stack did not start: {data.get('error') if data['fresh'] else 'see the log'}\n"
+          f"(log: {state_dir / 'logs' / 'supervisor.log'})")
 
 
 @click.command()
@@ -223,13 +246,14 @@ def down(state_dir: Path, timeout: float | None) -> None:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + wait
-        while is_running(state_dir) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not is_running(state_dir), wait, "the stack to stop")
         if is_running(state_dir) and pid:
             click.echo(f"not stopped after {wait:.0f}s: killing pid {pid}", err=True)
             os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
+        if pid:  # the lock goes before the process has quite exited: wait for the exit itself
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+                psutil.Process(pid).wait(timeout=10)
     done = cleanup(state_dir)
     for line in done:
         click.echo(f"  cleaned up: {line}")
@@ -243,14 +267,17 @@ def _grace(data: dict) -> float:
 @click.command()
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STATE_DIR,
               show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print stack.json (with a `running` field).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document: pods (address, "
+              "readiness, containers, restarts, replication role), Services (ClusterIP, ports, endpoints), Secret "
+              "files, Prometheus/Alertmanager URLs; see docs/local-stack.md.")
 def status(state_dir: Path, as_json: bool) -> None:
-    """Each container: state, readiness, restarts and probe results; the endpoints. Exit 1 if not running."""
+    """Pods and their containers (state, readiness, restarts, probe results), the Services and their endpoints.
+    Exit 1 if not running."""
     state_dir = state_dir.resolve()
     data = read_state(state_dir)
     running = is_running(state_dir)
     if as_json:
-        click.echo(json.dumps({**data, "running": running}, indent=2, sort_keys=True))
+        click.echo(json.dumps(status_document(state_dir), indent=2, sort_keys=True))
         sys.exit(0 if running else 1)
     if not data:
         _fail(f"no stack in {state_dir}")
@@ -280,6 +307,19 @@ def status(state_dir: Path, as_json: bool) -> None:
                       cell("liveness"), (last.get("last_output") or "")[:80],
                       f"{exit_info.get('exit_code')} {exit_info.get('reason')}" if exit_info else "-")
     console.print(table)
+    pods = Table("pod", "address", "ready", "generation", "containers (restarts)", "partition")
+    for p in data.get("pods") or []:
+        containers = ", ".join(f"{n} ({c.get('restarts')})" for n, c in (p.get("containers") or {}).items())
+        cut = p.get("partition")
+        pods.add_row(p["name"], str(p.get("address") or "-"), str(p.get("ready")), str(p.get("generation")),
+                     containers, "-" if not cut else f"from {cut.get('from')}")
+    console.print(pods)
+    services = Table("service", "ClusterIP", "ports", "endpoints")
+    for s in data.get("services") or []:
+        ports = ", ".join(f"{p['port']}->{p['target_port']}/{p['protocol']}" for p in s.get("ports", []))
+        services.add_row(s["name"], s.get("cluster_ip") or "None (headless)", ports,
+                         ", ".join(s.get("endpoints")) or "-")
+    console.print(services)
     for key, value in (data.get("endpoints") or {}).items():
         if key != "users":
             console.print(f"  {key:<13} {value}")

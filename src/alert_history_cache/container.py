@@ -7,6 +7,7 @@ Stop: SIGTERM to that process only, then SIGKILL to the whole process group afte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from mirakuru.base import ENV_UUID
 
 from .kube import expand
 from .rootfs import IMAGE_PATH, Identity, Mount, RootFs
+from .waiting import wait_until
 
 MAX_PROBE_OUTPUT = 10 * 1024  # the kubelet keeps at most 10 KiB of an exec probe's output
 
@@ -48,7 +50,7 @@ class ContainerSpec:
     def from_rendered(cls, container: dict, *, env: dict[str, str], identity: Identity, mounts: list[Mount],
                       read_only_root: bool, workdir: str, container_dir: Path, bin_dir: Path,
                       root_links: dict[str, str], hosts_file: Path, hostname: str,
-                      netns_path: Path, log_path: Path) -> "ContainerSpec":
+                      netns_path: Path, log_path: Path, resolv_file: Path | None = None) -> "ContainerSpec":
         full_env = {"PATH": IMAGE_PATH, "HOSTNAME": hostname, "HOME": "/", **env}
         argv = [expand(a, full_env) for a in [*container.get("command", []), *container.get("args", [])]]
         if not argv:
@@ -56,7 +58,7 @@ class ContainerSpec:
         rootfs = RootFs(container_dir=container_dir, bin_dir=bin_dir,
                         root_links=root_links, hosts_file=hosts_file, hostname=hostname, mounts=mounts,
                         identity=identity, workdir=container.get("workingDir") or workdir,
-                        read_only_root=read_only_root)
+                        read_only_root=read_only_root, resolv_file=resolv_file)
         probes = {kind: container[f"{kind}Probe"] for kind in ("startup", "readiness", "liveness")
                   if container.get(f"{kind}Probe")}
         ports = {p.get("name", str(p["containerPort"])): int(p["containerPort"]) for p in container.get("ports", [])}
@@ -129,9 +131,8 @@ class Container:
                 os.kill(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: proc.poll() is not None, grace, f"container {self.spec.name} to exit", interval=0.02)
         if executor:
             # SIGKILL to the process group and to any stray child that carries mirakuru's marker.
             executor.kill(wait=True, sig=signal.SIGKILL)

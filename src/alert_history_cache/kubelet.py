@@ -6,11 +6,13 @@ failures of liveness (or startup) kill the container (SIGTERM, SIGKILL after ter
 and it is restarted (restartPolicy Always): at once the first time, then after 10 s, 20 s, ... up to 300 s,
 the back-off resetting after 10 minutes without a crash. Readiness needs successThreshold consecutive
 successes and is re-run as soon as the startup probe passes. Exec probes run inside the container; httpGet and
-tcpSocket probes go to the pod address, as from the node."""
+tcpSocket probes go to the pod address, as from the node. Stopping the pod runs each container's preStop
+hook (exec or httpGet) first, then SIGTERM; the hook's time counts against the grace period."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import signal
 import socket
@@ -21,6 +23,7 @@ from typing import Callable
 
 from .container import Container
 from .kube import container_port
+from .waiting import wait_until
 
 KINDS = ("startup", "readiness", "liveness")
 
@@ -102,8 +105,9 @@ class Backoff:
 class Kubelet:
     def __init__(self, pod_ip: str, containers: list[Container], grace: float, *,
                  backoff: tuple[float, float] = (10.0, 300.0), on_change: Callable[[], None] | None = None,
-                 event_log=None):
+                 event_log=None, pod: str = ""):
         self.pod_ip = pod_ip
+        self.pod = pod
         self.containers = {c.spec.name: c for c in containers}
         self.grace = grace
         self.backoff_args = backoff
@@ -131,9 +135,13 @@ class Kubelet:
             for kind in c.spec.probes:
                 self._spawn(self._probe_worker, f"probe-{name}-{kind}", name, kind)
 
-    def stop(self, signals: dict[str, int] | None = None) -> dict[str, int | None]:
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, signals: dict[str, int] | None = None, *, run_pre_stop: bool = True) -> dict[str, int | None]:
         """Stop probing and restarting, send `signals` (container -> signal, e.g. a hard kill) if given, then
-        stop every container in parallel within the grace period."""
+        stop every container in parallel within the grace period (after its preStop hook, unless told not)."""
         self._stop.set()
         for trigger in self._triggers.values():  # wake the workers sleeping until their next period
             trigger.set()
@@ -143,13 +151,19 @@ class Kubelet:
         for name, sig in (signals or {}).items():
             c = self.containers[name]
             if c.signal(sig) and sig == signal.SIGKILL:
-                deadline = time.monotonic() + 5
-                while c.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.005)
+                with contextlib.suppress(TimeoutError):
+                    wait_until(lambda c=c: c.poll() is not None, 5, f"container {name} killed", interval=0.005)
         codes: dict[str, int | None] = {}
 
         def stop_one(name: str) -> None:
-            codes[name] = self.containers[name].stop(self.grace)
+            grace = self.grace
+            hook = (self.containers[name].spec.raw.get("lifecycle") or {}).get("preStop")
+            if hook and run_pre_stop and self.containers[name].poll() is None:
+                t0 = time.monotonic()
+                ok, output = self._run_probe(self.containers[name], hook, max(grace, 1.0))
+                self._event(name, "PreStop", f"preStop hook {'succeeded' if ok else 'failed'}: {output.strip()[:300]}")
+                grace = max(0.0, grace - (time.monotonic() - t0))
+            codes[name] = self.containers[name].stop(grace)
             self.containers[name].reap()
 
         threads = [threading.Thread(target=stop_one, args=(n,)) for n in self.containers]
@@ -195,11 +209,12 @@ class Kubelet:
         self._threads.append(t)
 
     def _event(self, obj: str, reason: str, message: str) -> None:
-        entry = {"time": time.time(), "object": obj, "reason": reason, "message": message}
+        entry = {"time": time.time(), "pod": self.pod, "object": obj, "reason": reason, "message": message}
         self.events.append(entry)
         if self._event_log:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry["time"]))
-            self._event_log.write(f"{stamp} {obj} {reason}: {message}\n")
+            where = f"{self.pod}/{obj}" if self.pod else obj
+            self._event_log.write(f"{stamp} {where} {reason}: {message}\n")
             self._event_log.flush()
 
     def _start_container(self, name: str, note: str) -> None:

@@ -1,19 +1,20 @@
-"""Prometheus and Alertmanager for the local pod, configured from the rendered monitoring objects.
+"""Prometheus and Alertmanager for the local cluster, configured from the rendered monitoring objects.
 
 The ServiceMonitor becomes the scrape job the Prometheus Operator would generate for it: job name
 `serviceMonitor/<ns>/<name>/<i>`, the endpoint's interval, scrapeTimeout, path and scheme, and the operator's
 relabelings (Service selector, port name, namespace, service, pod, container, job, endpoint) followed by the
 ServiceMonitor's own relabelings and metricRelabelings. Kubernetes service discovery is replaced by a static
-target per selected Service carrying the `__meta_kubernetes_*` labels discovery would set (pod address and
-port, node = this machine's hostname), so everything after discovery runs in Prometheus exactly as in a
-cluster. Each PrometheusRule's groups become a rule file. Both programs listen on 127.0.0.1 only."""
+target per endpoint (each pod a selected Service picks) carrying the `__meta_kubernetes_*` labels discovery
+would set (pod name and address, port, node = this machine's hostname), so every pod is a target with its
+own `pod` label and everything after discovery runs in Prometheus exactly as in a cluster. When pods come,
+go or change address, the config is rewritten and Prometheus reloaded. Each PrometheusRule's groups become a
+rule file. Both programs listen on 127.0.0.1 only."""
 
 from __future__ import annotations
 
 import re
 import socket
 import subprocess
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,18 +24,11 @@ from mirakuru import HTTPExecutor
 
 from . import engines
 from .kube import container_port, selector_matches
+from .promapi import Prometheus
+from .units import duration_seconds
 
 _RELABEL_KEYS = {"sourceLabels": "source_labels", "targetLabel": "target_label", "separator": "separator",
                  "regex": "regex", "modulus": "modulus", "replacement": "replacement", "action": "action"}
-
-
-def duration_seconds(text: str) -> float:
-    """A Prometheus duration ("30s", "1m30s", "500ms") in seconds."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", str(text))
-    if not parts or "".join(n + u for n, u in parts) != str(text):
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(float(n) * units[u] for n, u in parts)
 
 
 def sanitize(name: str) -> str:
@@ -71,9 +65,10 @@ class MonitoringOptions:
 
 
 class Monitoring:
-    def __init__(self, manifests, pod: PodInfo, state: Path, options: MonitoringOptions | None = None):
+    def __init__(self, manifests, pods: list[PodInfo], state: Path, options: MonitoringOptions | None = None):
         self.manifests = manifests
-        self.pod = pod
+        self.pods = list(pods)
+        self.namespace = self.pods[0].namespace if self.pods else "default"
         self.dir = state / "monitoring"
         self.logs = state / "logs"
         self.options = options or MonitoringOptions()
@@ -82,20 +77,25 @@ class Monitoring:
         self.alertmanager: HTTPExecutor | None = None
         self.prometheus_port: int | None = None
         self.alertmanager_port: int | None = None
-        self.pod_present = True  # False while the pod is deleted: its Endpoints, hence its targets, are gone
         self._logs = []
 
     # -- configuration --------------------------------------------------------------------------------
     def _service_targets(self, sm: dict, endpoint: dict) -> list[dict]:
         ns_sel = sm["spec"].get("namespaceSelector", {})
-        sm_ns = sm["metadata"].get("namespace", self.pod.namespace)
-        if not ns_sel.get("any") and self.pod.namespace not in ns_sel.get("matchNames", [sm_ns]):
-            self.notes.append(f"ServiceMonitor {sm['metadata']['name']}: namespaceSelector excludes namespace "
-                              f"{self.pod.namespace}: no target (as in a cluster)")
+        sm_ns = sm["metadata"].get("namespace", self.namespace)
+        if not ns_sel.get("any") and self.namespace not in ns_sel.get("matchNames", [sm_ns]):
+            note = (f"ServiceMonitor {sm['metadata']['name']}: namespaceSelector excludes namespace "
+                    f"{self.namespace}: no target (as in a cluster)")
+            if note not in self.notes:
+                self.notes.append(note)
             return []
+        return [t for pod in self.pods for t in self._pod_targets(pod, endpoint)]
+
+    def _pod_targets(self, pod: PodInfo, endpoint: dict) -> list[dict]:
+        """The endpoints SD targets of one pod: one per selecting Service and matching port."""
         targets = []
         for svc in self.manifests.of_kind("Service"):
-            if not selector_matches(svc["spec"].get("selector"), self.pod.labels):
+            if not selector_matches(svc["spec"].get("selector"), pod.labels):
                 continue  # no endpoints on this pod
             for sp in svc["spec"].get("ports", []):
                 if "port" in endpoint and sp.get("name") != endpoint["port"]:
@@ -103,40 +103,40 @@ class Monitoring:
                 if "targetPort" in endpoint and str(sp.get("targetPort")) != str(endpoint["targetPort"]):
                     continue
                 target_port = sp.get("targetPort", sp["port"])
-                container, number = self._container_port(target_port)
+                container, number = self._container_port(pod, target_port)
                 if container is None:
                     continue
                 labels = {
-                    "__meta_kubernetes_namespace": self.pod.namespace,
+                    "__meta_kubernetes_namespace": pod.namespace,
                     "__meta_kubernetes_service_name": svc["metadata"]["name"],
                     "__meta_kubernetes_endpoint_port_name": sp.get("name", ""),
                     "__meta_kubernetes_endpoint_port_protocol": sp.get("protocol", "TCP"),
                     "__meta_kubernetes_endpoint_ready": "true",
                     "__meta_kubernetes_endpoint_address_target_kind": "Pod",
-                    "__meta_kubernetes_endpoint_address_target_name": self.pod.name,
-                    "__meta_kubernetes_pod_name": self.pod.name,
-                    "__meta_kubernetes_pod_ip": self.pod.ip,
+                    "__meta_kubernetes_endpoint_address_target_name": pod.name,
+                    "__meta_kubernetes_pod_name": pod.name,
+                    "__meta_kubernetes_pod_ip": pod.ip,
                     "__meta_kubernetes_pod_ready": "true",
                     "__meta_kubernetes_pod_phase": "Running",
                     "__meta_kubernetes_pod_node_name": socket.gethostname(),
-                    "__meta_kubernetes_pod_host_ip": self.pod.ip,
+                    "__meta_kubernetes_pod_host_ip": pod.ip,
                     "__meta_kubernetes_pod_container_name": container["name"],
                     "__meta_kubernetes_pod_container_port_name": _port_name(container, number),
                     "__meta_kubernetes_pod_container_port_number": str(number),
                     "__meta_kubernetes_pod_container_port_protocol": "TCP",
                 }
-                for kind, meta in (("service", svc["metadata"]), ("pod", {"labels": self.pod.labels})):
+                for kind, meta in (("service", svc["metadata"]), ("pod", {"labels": pod.labels})):
                     for k, v in (meta.get("labels") or {}).items():
                         labels[f"__meta_kubernetes_{kind}_label_{sanitize(k)}"] = str(v)
                         labels[f"__meta_kubernetes_{kind}_labelpresent_{sanitize(k)}"] = "true"
                     for k, v in (meta.get("annotations") or {}).items():
                         labels[f"__meta_kubernetes_{kind}_annotation_{sanitize(k)}"] = str(v)
                         labels[f"__meta_kubernetes_{kind}_annotationpresent_{sanitize(k)}"] = "true"
-                targets.append({"targets": [f"{self.pod.ip}:{number}"], "labels": labels})
+                targets.append({"targets": [f"{pod.ip}:{number}"], "labels": labels})
         return targets
 
-    def _container_port(self, target_port) -> tuple[dict | None, int | None]:
-        for c in self.pod.containers:
+    def _container_port(self, pod: PodInfo, target_port) -> tuple[dict | None, int | None]:
+        for c in pod.containers:
             try:
                 number = container_port(c, target_port)
             except ValueError:
@@ -193,10 +193,11 @@ class Monitoring:
     def scrape_configs(self) -> list[dict]:
         jobs = []
         monitors = self.manifests.of_kind("ServiceMonitor")
-        if not monitors:
-            self.notes.append("the chart rendered no ServiceMonitor: Prometheus has no scrape job for the exporter")
+        note = "the chart rendered no ServiceMonitor: Prometheus has no scrape job for the exporter"
+        if not monitors and note not in self.notes:
+            self.notes.append(note)
         for sm in monitors:
-            ns = sm["metadata"].get("namespace", self.pod.namespace)
+            ns = sm["metadata"].get("namespace", self.namespace)
             for i, ep in enumerate(sm["spec"].get("endpoints", [])):
                 job = {
                     "job_name": f"serviceMonitor/{ns}/{sm['metadata']['name']}/{i}",
@@ -204,7 +205,7 @@ class Monitoring:
                     "scrape_interval": ep.get("interval", self.options.scrape_interval),
                     "metrics_path": ep.get("path", "/metrics"),
                     "scheme": ep.get("scheme", "http"),
-                    "static_configs": self._service_targets(sm, ep) if self.pod_present else [],
+                    "static_configs": self._service_targets(sm, ep),
                     "relabel_configs": self._operator_relabels(sm, ep),
                 }
                 if ep.get("scrapeTimeout"):
@@ -225,8 +226,9 @@ class Monitoring:
             old.unlink()
         files = []
         rules = self.manifests.of_kind("PrometheusRule")
-        if not rules:
-            self.notes.append("the chart rendered no PrometheusRule: Prometheus runs without alerting rules")
+        note = "the chart rendered no PrometheusRule: Prometheus runs without alerting rules"
+        if not rules and note not in self.notes:
+            self.notes.append(note)
         for pr in rules:
             path = rules_dir / f"{pr['metadata'].get('namespace', 'default')}-{pr['metadata']['name']}.yaml"
             path.write_text(yaml.safe_dump({"groups": pr["spec"].get("groups", [])}, sort_keys=False))
@@ -288,17 +290,17 @@ class Monitoring:
                                        stdout=self._log("prometheus"), stderr=subprocess.STDOUT)
         self.prometheus.start()
 
-    def set_pod_present(self, present: bool) -> None:
-        """A deleted pod leaves the Service's Endpoints, so service discovery drops its targets (and `up`
-        goes stale rather than 0); its successor brings them back. Rewrites the config and reloads."""
-        if present == self.pod_present or not self.prometheus:
-            self.pod_present = present
+    def set_pods(self, pods: list[PodInfo]) -> None:
+        """The pods behind the Services changed (a pod deleted, recreated with a new address): a deleted pod
+        leaves the Endpoints, so service discovery drops its targets (and `up` goes stale rather than 0), its
+        successor brings them back at its new address. Rewrites the config and reloads Prometheus."""
+        if [(p.name, p.ip) for p in pods] == [(p.name, p.ip) for p in self.pods]:
             return
-        self.pod_present = present
+        self.pods = list(pods)
+        if not self.prometheus:
+            return
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(self.prometheus_config(), sort_keys=False))
-        req = urllib.request.Request(f"{self.prometheus_url}/-/reload", method="POST")
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            resp.read()
+        Prometheus(self.prometheus_url).reload()
 
     def longest_scrape_interval(self) -> float:
         jobs = self.scrape_configs()

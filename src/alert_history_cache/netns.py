@@ -2,7 +2,10 @@
 
 Each running pod takes one slot n (1..254): namespace `ahc-<n>`, host interface `ahc<n>` = 10.244.n.1/24,
 the pod's `eth0` = 10.244.n.2/24. Slots are allocated under a lock file, and a slot is free only when
-neither its namespace nor its host interface exists, so stacks started in parallel never collide."""
+neither its namespace nor its host interface exists, so stacks started in parallel never collide.
+Allocation goes round-robin from the last slot handed out (like the host-local IPAM plugin), so a pod that
+is deleted and created again gets a new address, as in Kubernetes. Pods reach each other through the host,
+which routes between the slots' /24s (with net.ipv4.ip_forward on, see service_proxy.ensure_forwarding)."""
 
 from __future__ import annotations
 
@@ -65,23 +68,39 @@ def _link_exists(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def _allocation_lock():
+def allocation_lock():
+    """The machine-wide lock of every local allocation (pod slots, ClusterIPs, ip_forward holders)."""
     RUN_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(RUN_DIR / "alloc.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
+def _next_slots() -> list[int]:
+    """All slots, starting after the one handed out last."""
+    try:
+        last = int((RUN_DIR / "last-slot").read_text())
+    except (FileNotFoundError, ValueError):
+        last = 0
+    slots = list(SLOTS)
+    i = slots.index(last) + 1 if last in slots else 0
+    return slots[i:] + slots[:i]
+
+
+_allocation_lock = allocation_lock  # the name service_proxy.py imports
+
+
 def create(owner: dict) -> PodNetwork:
     """Take a free slot and build its namespace, veth pair and addresses. `owner` is recorded for `ip netns`
-    forensics (state dir, pid) in /run/alert-history-cache/slot-<n>.json."""
-    with _allocation_lock():
-        for slot in SLOTS:
+    forensics (state dir, pid, pod) in /run/alert-history-cache/slot-<n>.json."""
+    with allocation_lock():
+        for slot in _next_slots():
             net = PodNetwork(slot)
             if net.netns_path.exists() or _link_exists(net.host_if):
                 continue
             _ip("netns", "add", net.netns)
             (RUN_DIR / f"slot-{slot}.json").write_text(json.dumps(owner))
+            (RUN_DIR / "last-slot").write_text(str(slot))
             break
         else:
             raise NetworkError("no free pod address: 254 local pods are running (see `ip netns list`)")
@@ -133,8 +152,8 @@ def owners() -> dict[int, dict]:
 
 
 def ensure_tools() -> None:
-    for tool in ("ip", "nsenter", "unshare", "setpriv", "mount", "umount"):
+    for tool in ("ip", "nsenter", "unshare", "setpriv", "mount", "umount", "nft"):
         if not any(os.access(Path(d, tool), os.X_OK) for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":")
                    + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]):
-            package = {"ip": "iproute2", "mount": "mount", "umount": "mount"}.get(tool, "util-linux")
+            package = {"ip": "iproute2", "mount": "mount", "umount": "mount", "nft": "nftables"}.get(tool, "util-linux")
             raise NetworkError(f"`{tool}` is not installed: install it with `apt-get install {package}`")

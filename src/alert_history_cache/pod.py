@@ -1,5 +1,10 @@
-"""The StatefulSet's pod `<name>-0` on this machine: network namespace, volumes, hosts file, init containers,
-then the containers under the kubelet emulation. An honest emulation of one pod, not Kubernetes."""
+"""One pod of the release on this machine: its network namespace, volumes, hosts file, init containers, then
+the containers under the kubelet emulation. An honest emulation of a pod, not Kubernetes.
+
+A LocalPod is one name of a controller (`<sts>-<n>`, or a Deployment's pod) and lives through several
+incarnations: `create()` builds a new one (a new network namespace, so a new address; init containers
+again; new emptyDirs), `delete()` ends it (preStop, SIGTERM, SIGKILL after the grace period, then the
+namespace goes). The PVC folders and the pod's state folder stay."""
 
 from __future__ import annotations
 
@@ -9,15 +14,17 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from . import netns
 from .container import Container, ContainerSpec
-from .kube import KubeError, Objects, resolve_env, selector_matches
+from .kube import KubeError, Objects, resolve_env
 from .kubelet import Kubelet
 from .rootfs import Identity, Mount
 from .volumes import Volumes
+from .waiting import wait_until
+from .workloads import PodPlan
 
-CLUSTER_DOMAIN = "cluster.local"
 # WORKDIR of the images (the chart sets no workingDir); everything else starts in /.
 IMAGE_WORKDIR = {"valkey/valkey": "/data", "redis": "/data", "docker.io/valkey/valkey": "/data",
                  "docker.io/library/redis": "/data"}
@@ -47,53 +54,60 @@ def image_workdir(image: str) -> str:
 
 
 class LocalPod:
-    def __init__(self, manifests, state: Path, *, bin_dir: Path,
-                 root_links: dict[str, str], objects: Objects, backoff: tuple[float, float] = (10.0, 300.0),
-                 on_change=None, event_log=None):
-        sets = manifests.of_kind("StatefulSet")
-        if not sets:
-            raise KubeError("the chart rendered no StatefulSet (profile lite, or valkey.enabled false): no pod to run")
-        self.sts = sets[0]
-        if int(self.sts["spec"].get("replicas", 1)) < 1:
-            raise KubeError(f"StatefulSet {self.sts['metadata']['name']} has 0 replicas: no pod to run")
-        self.manifests = manifests
-        self.state = state
-        self.namespace = self.sts["metadata"].get("namespace", "default")
-        self.name = f"{self.sts['metadata']['name']}-0"
-        template = self.sts["spec"]["template"]
-        self.spec = template["spec"]
-        self.labels = {**template["metadata"].get("labels", {}), "statefulset.kubernetes.io/pod-name": self.name,
-                       "apps.kubernetes.io/pod-index": "0"}
-        self.annotations = template["metadata"].get("annotations", {})
+    def __init__(self, plan: PodPlan, *, pod_dir: Path, claim_dir: Callable[[str], Path],
+                 log_path: Callable[[str], Path], bin_dir: Path, root_links: dict[str, str], objects: Objects,
+                 backoff: tuple[float, float] = (10.0, 300.0), on_change=None, event_log=None,
+                 hosts_text: Callable[["LocalPod"], str] | None = None, owner: dict | None = None):
+        if not plan.spec.get("containers"):
+            raise KubeError(f"pod {plan.name}: no containers")
+        self.plan = plan
+        self.name, self.namespace = plan.name, plan.namespace
+        self.spec = plan.spec
+        self.labels, self.annotations = plan.labels, plan.annotations
+        self.dir = pod_dir
+        self._log_path = log_path
         self.grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
         self.bin_dir, self.root_links = bin_dir, root_links
         self.objects = objects
         self.backoff = backoff
-        self.on_change = on_change
+        self.on_change = on_change or (lambda: None)
         self.event_log = event_log
-        self.volumes = Volumes(state, self.spec, self.sts["spec"].get("volumeClaimTemplates", []), objects)
+        self.hosts_text = hosts_text
+        self.owner = owner or {}
+        self.volumes = Volumes(pod_dir, self.spec, plan.claims, objects, claim_dir=claim_dir)
         self.net: netns.PodNetwork | None = None
         self.kubelet: Kubelet | None = None
         self.uid = str(uuid.uuid4())
-        self.generation = 0  # pods created so far on this stack (restart_server creates a new one)
+        self.generation = 0  # incarnations so far (a delete and create makes a new one)
+        self.terminating = False
+        self.partition: dict | None = None  # a fault's partition (a new incarnation's netns has none)
         self.init_results: list[dict] = []
+        self.created_at: float | None = None
+        self.created_monotonic: float | None = None
 
     # -- paths ----------------------------------------------------------------------------------------
-    @property
-    def logs(self) -> Path:
-        return self.state / "logs"
-
     def log_path(self, container: str) -> Path:
-        return self.logs / f"{container}.log"
+        return self._log_path(container)
 
     @property
     def hosts_file(self) -> Path:
-        return self.state / "pod" / "hosts"
+        return self.dir / "pod" / "hosts"
 
     @property
-    def ip(self) -> str:
-        assert self.net, "pod has no network yet"
-        return self.net.pod_ip
+    def resolv_file(self) -> Path:
+        return self.dir / "pod" / "resolv.conf"
+
+    @property
+    def ip(self) -> str | None:
+        return self.net.pod_ip if self.net else None
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.kubelet and self.kubelet.pod_ready and not self.terminating and self.net)
+
+    @property
+    def running(self) -> bool:
+        return self.kubelet is not None and self.net is not None and not self.terminating
 
     # -- build ----------------------------------------------------------------------------------------
     def _fields(self) -> dict[str, str]:
@@ -138,99 +152,113 @@ class LocalPod:
         return ContainerSpec.from_rendered(
             container, env=env, identity=identity, mounts=self._mounts(container, paths), read_only_root=ro_root,
             workdir=image_workdir(container.get("image", "")),
-            container_dir=self.state / "containers" / container["name"], bin_dir=self.bin_dir,
-            root_links=self.root_links, hosts_file=self.hosts_file,
-            hostname=self.name, netns_path=self.net.netns_path, log_path=self.log_path(container["name"]))
+            container_dir=self.dir / "containers" / container["name"], bin_dir=self.bin_dir,
+            root_links=self.root_links, hosts_file=self.hosts_file, resolv_file=self.resolv_file,
+            hostname=self.plan.hostname, netns_path=self.net.netns_path, log_path=self.log_path(container["name"]))
 
-    def _write_hosts(self) -> None:
-        """/etc/hosts as the kubelet writes it, plus the Service names that cluster DNS would answer."""
-        sts_svc = self.sts["spec"].get("serviceName", "")
-        fqdn = f"{self.name}.{sts_svc}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
-        lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
-                 "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix",
-                 "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters", f"{self.ip}\t{fqdn}\t{self.name}",
-                 "# alert-history-cache: Service names (answered by cluster DNS in Kubernetes)"]
-        for svc in self.manifests.of_kind("Service"):
-            if selector_matches(svc["spec"].get("selector"), self.labels):
-                n = svc["metadata"]["name"]
-                names = [f"{n}.{self.namespace}.svc.{CLUSTER_DOMAIN}", f"{n}.{self.namespace}.svc",
-                         f"{n}.{self.namespace}", n]
-                lines.append(f"{self.ip}\t" + "\t".join(names))
+    def write_hosts(self) -> None:
+        """The pod's /etc/hosts (bind-mounted in every container), rewritten in place when an address changes."""
+        from .hosts import resolv_conf, write_in_place
+
+        if self.net is None or self.hosts_text is None:
+            return
         self.hosts_file.parent.mkdir(parents=True, exist_ok=True)
-        self.hosts_file.write_text("\n".join(lines) + "\n")
+        write_in_place(self.hosts_file, self.hosts_text(self))
         self.hosts_file.chmod(0o644)
+        if not self.resolv_file.exists():
+            self.resolv_file.write_text(resolv_conf())
+            self.resolv_file.chmod(0o644)
 
     # -- lifecycle ------------------------------------------------------------------------------------
-    def start(self, owner: dict) -> None:
-        """Network, volumes, init containers, then the containers under the kubelet. Raises on failure
-        (the caller stops whatever was started)."""
-        self.net = netns.create(owner)
-        self._write_hosts()
-        self.volumes.prepare()
-        self.create()
-
     def create(self) -> None:
-        """A new incarnation of the pod (same name, address and volume): init containers, then containers."""
+        """A new incarnation: a new network namespace (a new address), the hosts file, volumes, the init
+        containers, then the containers under the kubelet. Raises on failure (the caller deletes the pod)."""
         self.generation += 1
         self.uid = str(uuid.uuid4())
-        paths = self.volumes.paths
+        self.terminating = False
+        self.partition = None
         self.init_results = []
+        self.created_at, self.created_monotonic = time.time(), time.monotonic()
+        self.net = netns.create({**self.owner, "pod": self.name})
+        self.write_hosts()
+        paths = self.volumes.prepare()
+        self.on_change()
         for c in self.spec.get("initContainers", []):
             self._run_init(self._spec_for(c, paths))
         containers = [Container(self._spec_for(c, paths)) for c in self.spec["containers"]]
         self.kubelet = Kubelet(self.ip, containers, self.grace, backoff=self.backoff, on_change=self.on_change,
-                               event_log=self.event_log)
+                               event_log=self.event_log, pod=self.name)
         self.kubelet.start()
 
     def _run_init(self, spec: ContainerSpec, timeout: float = 120.0) -> None:
         c = Container(spec)
         t0 = time.monotonic()
         c.start(note=f" (init container, pod generation {self.generation})")
-        while c.poll() is None and time.monotonic() - t0 < timeout:
-            time.sleep(0.01)
-        code = c.poll()
-        if code is None:
+        try:
+            wait_until(lambda: c.poll() is not None, timeout, f"init container {spec.name}", interval=0.01)
+        except TimeoutError:
             c.stop(0)
+        code = c.poll()
         c.reap()
         self.init_results.append({"name": spec.name, "exit_code": code, "seconds": round(time.monotonic() - t0, 3)})
         if code != 0:
             tail = spec.log_path.read_text(errors="replace").splitlines()[-15:] if spec.log_path.exists() else []
-            raise PodStartError(f"init container {spec.name} failed (exit {code}); last lines of "
+            raise PodStartError(f"init container {spec.name} failed (exit {code}) in pod {self.name}; last lines of "
                                 f"{spec.log_path}:\n" + "\n".join(tail))
 
-    def delete(self, signals: dict[str, int] | None = None) -> dict:
-        """Stop the containers (`signals` first if given, then SIGTERM, SIGKILL after the grace period); the
-        network and volume stay."""
-        codes = {}
-        if self.kubelet:
-            codes = self.kubelet.stop(signals)
-        self.volumes.reset_ephemeral()
-        return codes
-
-    def stop(self) -> None:
-        """Everything down: containers, memory volumes, network. Idempotent."""
+    def delete(self, signals: dict[str, int] | None = None, *, force: bool = False) -> dict:
+        """End this incarnation: it leaves its Services at once (terminating), then preStop hooks, SIGTERM and
+        SIGKILL after the grace period (`force`: SIGKILL at once, no hook; `signals`: container -> signal sent
+        first), emptyDirs emptied, and the network namespace removed. The PVC and the pod folder stay."""
+        self.terminating = True
+        self.on_change()
+        codes: dict = {}
         try:
             if self.kubelet:
-                self.kubelet.stop()
+                if force:
+                    signals = {name: signal.SIGKILL for name in self.kubelet.containers}
+                codes = self.kubelet.stop(signals, run_pre_stop=not force)
         finally:
+            self.volumes.reset_ephemeral()
+            self._delete_network()
+            self.on_change()
+        return codes
+
+    def _delete_network(self) -> None:
+        if self.net is None:
+            return
+        for pid in netns.pids_in(self.net):  # nothing may outlive the pod in its namespace
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        netns.delete(self.net)
+        self.net = None
+
+    def stop(self) -> None:
+        """Everything of the pod down: containers, network, memory volumes. Idempotent."""
+        try:
+            if self.kubelet and not self.kubelet.stopped:
+                self.delete()
+        finally:
+            self._delete_network()
             self.volumes.teardown()
-            if self.net:
-                for pid in netns.pids_in(self.net):  # nothing may outlive the pod in its namespace
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                netns.delete(self.net)
 
     def container(self, name: str) -> Container:
-        assert self.kubelet, "pod not started"
+        if not self.kubelet:
+            raise KubeError(f"pod {self.name} is not running")
+        if name not in self.kubelet.containers:
+            raise KubeError(f"pod {self.name} has no container {name!r}; it has {sorted(self.kubelet.containers)}")
         return self.kubelet.containers[name]
 
     def snapshot(self) -> dict:
         data = {"name": self.name, "namespace": self.namespace, "uid": self.uid, "generation": self.generation,
-                "termination_grace_seconds": self.grace,
-                "ip": self.net.pod_ip if self.net else None, "network": self.net.to_dict() if self.net else None,
-                "init_containers": self.init_results}
+                "owner": {"kind": self.plan.owner_kind, "name": self.plan.owner}, "ordinal": self.plan.ordinal,
+                "hostname": self.plan.hostname, "subdomain": self.plan.subdomain,
+                "termination_grace_seconds": self.grace, "terminating": self.terminating,
+                "ip": self.ip, "network": self.net.to_dict() if self.net else None,
+                "init_containers": self.init_results, "dir": str(self.dir), "ready": self.ready}
         if self.kubelet:
             data.update(self.kubelet.snapshot())
+            data["ready"] = self.ready
         return data

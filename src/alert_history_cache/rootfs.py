@@ -9,6 +9,7 @@ away with it; nothing is created on the host's /. The root is a tmpfs at STATE/c
                       of the venv's binaries, symlinks into /usr for Debian's)
   /proc /dev /sys     proc, the host's /dev, a read-only /sys
   /etc/hosts          the pod's generated hosts file
+  /etc/resolv.conf    a resolver without a server (names come from /etc/hosts), so other lookups fail at once
   <volumeMounts>      the pod's volumes from the state dir at their rendered mountPaths (readOnly honoured)
 then, with readOnlyRootFilesystem, the root and /etc are made read-only, the hostname becomes the pod name,
 and `unshare --root` + `setpriv` start the rendered command as runAsUser/runAsGroup with fsGroup as
@@ -62,6 +63,7 @@ class RootFs:
     identity: Identity
     workdir: str = "/"
     read_only_root: bool = False
+    resolv_file: Path | None = None
 
     @property
     def root(self) -> Path:
@@ -97,6 +99,10 @@ class RootFs:
             'mount --bind -o ro /sys "$R/sys"',
             f'mount --bind -o ro {q(str(self.hosts_file))} "$R/etc/hosts"',
         ]
+        if self.resolv_file:
+            # The host's may be a symlink (systemd-resolved): replace it in the overlay's upper layer first.
+            lines += ['rm -f "$R/etc/resolv.conf"', 'touch "$R/etc/resolv.conf"',
+                      f'mount --bind -o ro {q(str(self.resolv_file))} "$R/etc/resolv.conf"']
         # Parents before children, like the runtime orders volume mounts.
         for m in sorted(self.mounts, key=lambda m: m.path.rstrip("/").count("/")):
             target = '"$R"' + q(m.path)

@@ -1,40 +1,50 @@
-"""The local stack: the chart's pod on this machine (pod.py) plus Prometheus and Alertmanager
-(monitoring_stack.py), with a Python API for drills and tests and a state file for `status` and `down`.
+"""The local stack: the alert-history release as a local cluster (cluster.py: every pod, the Services and their
+endpoints, faults) plus Prometheus and Alertmanager (monitoring_stack.py), with a Python API for drills and
+tests and a state file for `status`, `fault` and `down`.
 
     with LocalStack(values={...}, engine="valkey8", state_dir=tmp) as stack:
-        stack.client("default").set("k", "v")      # the application: password-only AUTH
+        stack.client("default").set("k", "v")      # the application: the client Service, password-only AUTH
         stack.kill_server(signal.SIGKILL); stack.wait_ready(60)  # seconds from the kill to readiness
 
-State dir: pvc/ (kept), configmaps/, secrets/, emptydirs/, containers/<name>/start.sh, bin/ (the image's
-binary names -> this engine), pod/hosts, monitoring/, logs/, stack.json (pids, addresses, probe status)."""
+Clients go through the client Service's ClusterIP, as the application does in a cluster; `pod_ip` is the
+primary pod's own address (for debugging, scraping, and tests that look at one pod). The single-pod API
+(`pod`, `kill_server`, `delete_pod`/`create_pod`, `wait_ready`, ...) acts on the release's first pod,
+`<sts>-0`; `cluster` has every pod.
+
+State dir (one pod): pvc/ (kept), configmaps/, secrets/, emptydirs/, containers/<name>/start.sh, bin/ (the
+image's binary names -> this engine), pod/hosts, monitoring/, logs/, stack.json; with several pods see
+cluster.py."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
 import copy
-import fcntl
-import json
 import os
 import shutil
 import signal
 import threading
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-import psutil
 import redis
 
-from . import chart, engines, netns
+from . import chart, control, engines, netns
+from .cluster import LocalCluster
+from .credentials import Credentials, CredentialsError
 from .kube import Objects, read_secret_files
 from .monitoring_stack import Monitoring, MonitoringOptions, PodInfo
 from .pod import LocalPod, PodStartError
+from .promapi import Alertmanager, Prometheus
+from .stack_state import (STATE_FILE, cleanup, is_running, proc_record, processes_of, read_state,
+                          release_lock, take_lock, write_json)
 from .volumes import unmount_all
+from .waiting import wait_until
+
+__all__ = ["DEFAULT_STATE_DIR", "STATE_FILE", "LocalStack", "StackError", "cleanup", "is_running", "processes_of",
+           "read_state", "require_root", "base_values"]
 
 DEFAULT_STATE_DIR = Path(".state")
-STATE_FILE = "stack.json"
 SERVER_CONTAINER = "valkey"
 EXPORTER_CONTAINER = "exporter"
 IMAGE_ROOT_LINKS = {"/redis_exporter": "/usr/local/bin/redis_exporter"}
@@ -45,108 +55,15 @@ class StackError(RuntimeError):
 
 
 def base_values(engine: str) -> dict:
-    """The layer under the user's values: the spec's names and the engine's image."""
+    """The layer under the user's values: the release's names and the engine's image."""
     return {"fullnameOverride": "alerthistory", "valkey": {"image": dict(engines.ENGINE_IMAGES[engine])}}
 
 
 def require_root() -> None:
     if os.geteuid() != 0:
         raise StackError("the local stack needs root: it creates network and mount namespaces, veth "
-                         "interfaces and tmpfs mounts, and runs the pod as its own user. Run it with sudo (or as "
-                         "root in a VM or CI job).")
-
-
-def read_state(state_dir: Path) -> dict:
-    try:
-        return json.loads((Path(state_dir) / STATE_FILE).read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def _lock_path(state_dir: Path) -> Path:
-    return Path(state_dir) / ".lock"
-
-
-def is_running(state_dir: Path) -> bool:
-    """A stack process holds the state dir's lock."""
-    path = _lock_path(state_dir)
-    if not path.exists():
-        return False
-    with open(path) as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
-def _proc_record(pid: int) -> dict:
-    try:
-        return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
-    except psutil.NoSuchProcess:
-        return {"pid": pid, "create_time": None}
-
-
-def _same_process(rec: dict) -> psutil.Process | None:
-    try:
-        p = psutil.Process(rec["pid"])
-        if rec.get("create_time") is None or abs(p.create_time() - rec["create_time"]) < 0.01:
-            return p
-    except (psutil.NoSuchProcess, KeyError, TypeError):
-        pass
-    return None
-
-
-def processes_of(state_dir: Path) -> list[psutil.Process]:
-    """Processes whose root is one of this state dir's container roots (container and probe processes)."""
-    prefix = str((Path(state_dir) / "containers").resolve()) + "/"
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if os.readlink(f"/proc/{p.pid}/root").startswith(prefix):
-                found.append(p)
-        except OSError:
-            continue
-    return found
-
-
-def cleanup(state_dir: Path) -> list[str]:
-    """Remove whatever a stack of this state dir left behind (after a crash or SIGKILL of its process):
-    processes, the pod's network namespace and veth, mounts. Idempotent; returns what it did."""
-    state_dir = Path(state_dir).resolve()
-    data = read_state(state_dir)
-    done: list[str] = []
-    victims = {p.pid: p for p in processes_of(state_dir)}
-    for rec in data.get("processes", []):
-        p = _same_process(rec)
-        if p and p.pid != os.getpid():
-            victims[p.pid] = p
-    # The pod's network: from stack.json, and from the slot records (they survive a lost stack.json).
-    slots = {int(s) for s, owner in netns.owners().items() if owner.get("state_dir") == str(state_dir.resolve())}
-    recorded = ((data.get("pod") or {}).get("network") or {}).get("slot")
-    if recorded:
-        slots.add(int(recorded))
-    nets = [netns.PodNetwork(s) for s in sorted(slots)]
-    for net in nets:
-        for pid in netns.pids_in(net):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                victims.setdefault(pid, psutil.Process(pid))
-    for p in victims.values():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-            done.append(f"killed pid {p.pid}")
-    psutil.wait_procs(list(victims.values()), timeout=5)
-    for net in nets:
-        if netns.exists(net):
-            netns.delete(net)
-            done.append(f"deleted network namespace {net.netns} and veth {net.host_if}")
-    for target in unmount_all(state_dir):
-        done.append(f"unmounted {target}")
-    if data and data.get("phase") not in ("stopped", None):
-        data["phase"] = "stopped"
-        _write_json(state_dir / STATE_FILE, data)
-    return done
+                         "interfaces, nftables rules and tmpfs mounts, and runs the pods as their own user. Run it "
+                         "with sudo (or as root in a VM or CI job).")
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:
@@ -157,10 +74,26 @@ def _link_or_copy(source: Path, dest: Path) -> None:
     dest.chmod(0o755)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+def make_bin_dir(state_dir: Path, engine: engines.Engine) -> Path:
+    """STATE/bin: the image's binary names -> this engine's binaries (mounted at /usr/local/bin)."""
+    bin_dir = state_dir / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for old in bin_dir.iterdir():
+        old.unlink()
+    mapping = dict(engine.image_binaries())
+    if engines.EXPORTER.path.exists():
+        mapping["redis_exporter"] = engines.EXPORTER.path
+    for name, target in mapping.items():
+        real = Path(os.path.realpath(target))
+        if str(real).startswith("/usr/"):
+            (bin_dir / name).symlink_to(target)  # /usr is mounted in every container
+        else:
+            # A hard link (or a copy) rather than a symlink into the venv: the venv's folders may be
+            # unreachable for the pod's user (a checkout under a mode-700 dir) or hidden inside the
+            # container by a volume mounted over a parent (an emptyDir at /tmp over a checkout in /tmp).
+            _link_or_copy(real, bin_dir / name)
+    bin_dir.chmod(0o755)
+    return bin_dir
 
 
 class LocalStack:
@@ -169,7 +102,7 @@ class LocalStack:
                  monitoring: bool | None = None, monitoring_options: MonitoringOptions | None = None,
                  backoff: tuple[float, float] = (10.0, 300.0), release: str = chart.DEFAULT_RELEASE,
                  namespace: str = chart.DEFAULT_NAMESPACE, ready_timeout: float | None = None,
-                 wait_for_scrape: bool = False):
+                 wait_for_scrape: bool = False, serve_control: bool = False):
         self.engine_name = engine
         self.engine = engines.get(engine)
         self.state_dir = Path(state_dir).resolve()  # /proc/<pid>/root shows resolved paths
@@ -182,17 +115,21 @@ class LocalStack:
         self.release, self.namespace = release, namespace
         self.ready_timeout = ready_timeout
         self.wait_for_scrape = wait_for_scrape
+        self.serve_control = serve_control
         self.monitoring_summary: dict = {}
         self.manifests: chart.Manifests | None = None
         self.full_values: dict = {}
-        self.pod: LocalPod | None = None
+        self.cluster: LocalCluster | None = None
         self.monitoring: Monitoring | None = None
+        self.credentials: Credentials | None = None
         self.phase = "new"
         self.started_at: float | None = None
         self._disrupted_at: float | None = None
         self._lock_file = None
         self._state_lock = threading.Lock()
         self._event_log = None
+        self._control: control.ControlServer | None = None
+        self._control_lock = threading.Lock()
         self._stopped = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -216,12 +153,16 @@ class LocalStack:
             self.phase = "starting"
             self._write_state()
             atexit.register(self.stop)
-            self._start_pod()
+            self._start_cluster()
             if self.monitoring_enabled:
                 self._start_monitoring()
             self.wait_ready(self._ready_budget(), since=t0, what="start")
+            self.cluster.wait_all_ready(self._ready_budget())
             if self.monitoring and self.wait_for_scrape:
                 self._await_first_scrape()
+            if self.serve_control:
+                self._control = control.ControlServer(self.state_dir, self.handle_control)
+                self._control.start()
             self.started_at = time.time()
             self.phase = "running"
             self._write_state()
@@ -241,12 +182,14 @@ class LocalStack:
             self.phase = "stopping"
             self._write_state()
         try:
+            if self._control:
+                self._control.stop()
             if self.monitoring:
                 self.monitoring.stop()
         finally:
             try:
-                if self.pod:
-                    self.pod.stop()
+                if self.cluster:
+                    self.cluster.stop()
             finally:
                 unmount_all(self.state_dir)
                 self.phase = final_phase
@@ -259,20 +202,15 @@ class LocalStack:
                     atexit.unregister(self.stop)
 
     def _take_lock(self) -> None:
-        self._lock_file = open(_lock_path(self.state_dir), "w")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            self._lock_file = None
+        self._lock_file = take_lock(self.state_dir)
+        if self._lock_file is None:
             pid = (read_state(self.state_dir).get("supervisor") or {}).get("pid")
             raise StackError(f"a stack is already running on {self.state_dir} (pid {pid}): stop it with "
-                             f"`alert-history-cache down --state-dir {self.state_dir}`") from None
+                             f"`alert-history-cache down --state-dir {self.state_dir}`")
 
     def _release_lock(self) -> None:
         if self._lock_file:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+            release_lock(self._lock_file)
             self._lock_file = None
 
     def _render(self) -> None:
@@ -290,36 +228,15 @@ class LocalStack:
 
     def _check_binaries(self) -> None:
         self.engine.check()
-        sts = self.manifests.of_kind("StatefulSet")
-        commands = [c.get("command", [""])[0] for s in sts for c in s["spec"]["template"]["spec"]["containers"]]
+        workloads = self.manifests.of_kind("StatefulSet") + self.manifests.of_kind("Deployment")
+        commands = [c.get("command", [""])[0] for w in workloads for c in w["spec"]["template"]["spec"]["containers"]]
         if "/redis_exporter" in commands:
             engines.EXPORTER.binary  # noqa: B018 - raises MissingBinary naming the package
         if self.monitoring_enabled:
             engines.PROMETHEUS.binary, engines.ALERTMANAGER.binary  # noqa: B018
 
-    def _bin_dir(self) -> Path:
-        """STATE/bin: the image's binary names -> this engine's binaries (mounted at /usr/local/bin)."""
-        bin_dir = self.state_dir / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        for old in bin_dir.iterdir():
-            old.unlink()
-        mapping = {name: path for name, path in self.engine.image_binaries().items()}
-        if engines.EXPORTER.path.exists():
-            mapping["redis_exporter"] = engines.EXPORTER.path
-        for name, target in mapping.items():
-            real = Path(os.path.realpath(target))
-            if str(real).startswith("/usr/"):
-                (bin_dir / name).symlink_to(target)  # /usr is mounted in every container
-            else:
-                # A hard link (or a copy) rather than a symlink into the venv: the venv's folders may be
-                # unreachable for the pod's user (a checkout under a mode-700 dir) or hidden inside the
-                # container by a volume mounted over a parent (an emptyDir at /tmp over a checkout in /tmp).
-                _link_or_copy(real, bin_dir / name)
-        bin_dir.chmod(0o755)
-        return bin_dir
-
-    def _start_pod(self) -> None:
-        bin_dir = self._bin_dir()
+    def _start_cluster(self) -> None:
+        bin_dir = make_bin_dir(self.state_dir, self.engine)
         external = {}
         existing = self.full_values["valkey"]["password"]["existingSecret"]
         if existing:
@@ -329,22 +246,30 @@ class LocalStack:
             external[existing] = read_secret_files(self.secret_files)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         self._event_log = open(self.state_dir / "logs" / "kubelet.log", "a")
-        self.pod = LocalPod(self.manifests, self.state_dir, bin_dir=bin_dir,
-                            root_links=IMAGE_ROOT_LINKS, objects=Objects(self.manifests, external),
-                            backoff=self.backoff, on_change=self._write_state, event_log=self._event_log)
-        self.pod.start(owner={"state_dir": str(self.state_dir), "pid": os.getpid()})
+        self.cluster = LocalCluster(self.manifests, self.state_dir, bin_dir=bin_dir, root_links=IMAGE_ROOT_LINKS,
+                                    objects=Objects(self.manifests, external), backoff=self.backoff,
+                                    on_change=self._write_state, on_addresses=self._addresses_changed,
+                                    event_log=self._event_log,
+                                    owner={"state_dir": str(self.state_dir), "pid": os.getpid()})
+        self.credentials = Credentials(self.full_values, self.secret_dir)
+        self.cluster.start(ready_timeout=self._ready_budget())
+
+    def _pod_infos(self) -> list[PodInfo]:
+        return [PodInfo(name=p.name, namespace=p.namespace, ip=p.ip, labels=p.labels, containers=p.spec["containers"])
+                for p in list(self.cluster.pods.values()) if p.ip and not p.terminating]
+
+    def _addresses_changed(self) -> None:
+        if self.monitoring:
+            self.monitoring.set_pods(self._pod_infos())
 
     def _start_monitoring(self) -> None:
-        info = PodInfo(name=self.pod.name, namespace=self.pod.namespace, ip=self.pod.ip, labels=self.pod.labels,
-                       containers=self.pod.spec["containers"])
-        self.monitoring = Monitoring(self.manifests, info, self.state_dir, self.monitoring_options)
+        self.monitoring = Monitoring(self.manifests, self._pod_infos(), self.state_dir, self.monitoring_options)
         self.monitoring.start()
 
     def _await_first_scrape(self) -> None:
         """Until Prometheus has scraped the exporter (new targets reach the scrapers every 5 s, then the first
         scrape comes within one interval); records the target and the loaded rules for stack.json."""
-        summary: dict = {"rules": sum(len(g["rules"]) for g in self.prometheus_api("rules")["groups"]),
-                         "notes": self.monitoring.notes}
+        summary: dict = {"rules": len(self.prometheus.rules()), "notes": self.monitoring.notes}
         interval = self.monitoring.longest_scrape_interval()
         if interval:
             target = self.wait_target_up(interval + 20)
@@ -356,7 +281,9 @@ class LocalStack:
         if self.ready_timeout:
             return self.ready_timeout
         budget = 0.0
-        for c in self.pod.spec["containers"]:
+        spec = self.cluster.plans[0].spec if self.cluster else self.manifests.of_kind("StatefulSet")[0]["spec"][
+            "template"]["spec"]
+        for c in spec["containers"]:
             s, r = c.get("startupProbe") or {}, c.get("readinessProbe") or {}
             b = s.get("initialDelaySeconds", 0) + s.get("periodSeconds", 10) * s.get("failureThreshold", 3) \
                 + r.get("periodSeconds", 10) * r.get("successThreshold", 1)
@@ -370,19 +297,24 @@ class LocalStack:
 
     @property
     def secret_name(self) -> str:
-        for vol in self.pod.spec.get("volumes", []):
+        spec = self.cluster.plans[0].spec if self.cluster else {}
+        for vol in spec.get("volumes", []):
             if "secret" in vol:
                 return vol["secret"]["secretName"]
         raise StackError("the pod mounts no Secret")
 
     @property
     def secret_dir(self) -> Path:
-        return self.state_dir / "secrets" / self.secret_name
+        """The primary pod's Secret volume folder (every pod has its own copy)."""
+        return self.cluster.pod_dir(self.primary_name) / "secrets" / self.secret_name
 
     def processes(self) -> dict[str, int]:
         out = {"supervisor": os.getpid()}
-        if self.pod and self.pod.kubelet:
-            out.update({n: c.pid for n, c in self.pod.kubelet.containers.items() if c.pid})
+        if self.cluster:
+            for pod in list(self.cluster.pods.values()):
+                if pod.kubelet:
+                    prefix = "" if self.cluster.single else f"{pod.name}/"
+                    out.update({prefix + n: c.pid for n, c in pod.kubelet.containers.items() if c.pid})
         if self.monitoring:
             out.update(self.monitoring.pids())
         return out
@@ -395,21 +327,41 @@ class LocalStack:
                     "engine": {"name": self.engine_name, "title": self.engine.title,
                                "version": self.engine.version if self.engine_name else None,
                                "cli_note": self.engine.cli_note},
-                    "supervisor": _proc_record(os.getpid()), "started_at": self.started_at}
+                    "supervisor": proc_record(os.getpid()), "started_at": self.started_at,
+                    "control": str(self.state_dir / control.CONTROL_DIR) if self._control else None}
             if error:
                 data["error"] = error
             if self.monitoring_summary:
                 data["monitoring"] = self.monitoring_summary
-            if self.pod:
-                data["pod"] = self.pod.snapshot()
-                data["processes"] = [{"name": n, **_proc_record(pid)} for n, pid in self.processes().items()
+            if self.cluster and self.cluster.started:
+                data.update(self.cluster.snapshot())
+                pod = self.pod
+                if pod:
+                    data["pod"] = pod.snapshot()  # the primary pod, as the single-pod API knows it
+                data["processes"] = [{"name": n, **proc_record(pid)} for n, pid in self.processes().items()
                                      if n != "supervisor"]
-                if self.pod.net:
+                data["secrets"] = self._secrets_info()
+                data["prometheus"], data["alertmanager"] = self.prometheus_url, self.alertmanager_url
+                data["server"] = {"container": SERVER_CONTAINER, "port": self.port,
+                                  "auth_user": self.credentials.admin_user,
+                                  "auth_password_file": str(self.credentials.password_file("admin"))}
+                if pod and pod.ip:
                     data["endpoints"] = self.endpoints()
-            _write_json(self.state_dir / STATE_FILE, data)
+            write_json(self.state_dir / STATE_FILE, data)
+
+    def _secrets_info(self) -> dict:
+        """Where each pod's Secret files are (never their content)."""
+        try:
+            name = self.secret_name
+        except StackError:
+            return {}
+        pods = list(self.cluster.pods)
+        return {"name": name, "dir": str(self.secret_dir), "keys": self.users,
+                "pods": {p: str(self.cluster.pod_dir(p) / "secrets" / name) for p in pods}}
 
     def endpoints(self) -> dict:
-        out = {"server": f"{self.pod_ip}:{self.port}"}
+        out = {"server": f"{self.service_host}:{self.port}", "service": self.client_service,
+               "pod_server": f"{self.pod_ip}:{self.port}"}
         exporter = next((c for c in self.pod.spec["containers"] if c["name"] == EXPORTER_CONTAINER), None)
         if exporter:
             port = next((p["containerPort"] for p in exporter.get("ports", [])), 9121)
@@ -424,10 +376,60 @@ class LocalStack:
         out["admin_user"] = self.full_values["valkey"]["acl"]["adminUser"]
         return out
 
+    # -- control requests (`alert-history-cache fault`, served while `up` runs) ---------------------------
+    def handle_control(self, request: dict) -> dict:
+        with self._control_lock:  # one fault at a time
+            return self._handle_control(request)
+
+    def _handle_control(self, request: dict) -> dict:
+        action, args = request.get("action"), request.get("args") or {}
+        c = self.cluster
+        if action == "kill":
+            result = c.kill(args["pod"], args.get("container"), int(args.get("signal", signal.SIGKILL)))
+        elif action == "delete":
+            result = c.delete_pod(args["pod"], force=bool(args.get("force")))
+        elif action == "partition":
+            result = c.partition(args["pod"], args.get("peers"))
+        elif action == "heal":
+            result = {"healed": c.heal(args.get("pod"))}
+        else:
+            raise StackError(f"unknown control action {action!r}")
+        self._write_state()
+        return result
+
     # -- API: addresses, users, clients ---------------------------------------------------------------
     @property
+    def primary_name(self) -> str:
+        return self.cluster.plans[0].name
+
+    @property
+    def pod(self) -> LocalPod | None:
+        """The release's first pod (`<sts>-0`)."""
+        return self.cluster.pods.get(self.primary_name) if self.cluster else None
+
+    @property
     def pod_ip(self) -> str:
+        """The first pod's own address (changes when the pod is recreated)."""
         return self.pod.ip
+
+    @property
+    def client_service(self) -> str:
+        """The Service the application dials: the one named after the StatefulSet, else the first ClusterIP
+        Service with the server's port."""
+        sts = self.cluster.plans[0].owner
+        candidates = [s for s in self.cluster.services if not s.headless]
+        for s in candidates:
+            if s.name == sts:
+                return s.name
+        for s in candidates:
+            if any(p.port == self.port for p in s.ports):
+                return s.name
+        raise StackError("the release renders no client Service")
+
+    @property
+    def service_host(self) -> str:
+        """The client Service's ClusterIP: the address the application uses."""
+        return self.cluster.service(self.client_service).cluster_ip
 
     @property
     def port(self) -> int:
@@ -442,57 +444,54 @@ class LocalStack:
         return self.monitoring.alertmanager_url if self.monitoring else None
 
     @property
-    def server_log_path(self) -> Path:
-        return self.state_dir / "logs" / f"{SERVER_CONTAINER}.log"
+    def prometheus(self) -> Prometheus:
+        if not self.prometheus_url:
+            raise StackError("monitoring is not running (monitoring.prometheusEnabled false or --no-monitoring)")
+        return Prometheus(self.prometheus_url)
 
-    def log_path(self, container: str) -> Path:
-        return self.state_dir / "logs" / f"{container}.log"
+    @property
+    def server_log_path(self) -> Path:
+        return self.log_path(SERVER_CONTAINER)
+
+    def log_path(self, container: str, pod: str | None = None) -> Path:
+        return self.cluster.log_path(pod or self.primary_name, container)
 
     @property
     def data_dir(self) -> Path:
-        """The persistent volume (STATE/pvc), mounted at /data in the server container."""
+        """The first pod's persistent volume, mounted at /data in the server container."""
         return self.pod.volumes.claim_path("data")
 
     @property
     def users(self) -> dict[str, str]:
         """ACL user -> key of its password in the Secret."""
-        acl, p = self.full_values["valkey"]["acl"], self.full_values["valkey"]["password"]
-        return {"default": p["secretKey"], acl["applicationUser"]: p["secretKey"],
-                acl["exporterUser"]: p["exporterSecretKey"], acl["adminUser"]: p["adminSecretKey"]}
+        return Credentials(self.full_values, Path()).users
 
     def _user(self, user: str) -> str:
-        acl = self.full_values["valkey"]["acl"]
-        aliases = {"app": "default", "application": "default", "admin": acl["adminUser"],
-                   "exporter": acl["exporterUser"]}
-        user = aliases.get(user, user)
-        if user not in self.users:
-            raise StackError(f"unknown user {user!r}; the chart's users are {sorted(self.users)}")
-        return user
+        try:
+            return self.credentials.user(user)
+        except CredentialsError as exc:
+            raise StackError(str(exc)) from None
 
     def password(self, key: str) -> str:
         """A key of the pod's Secret (as written to STATE/secrets/<name>/<key>)."""
-        return (self.secret_dir / key).read_text()
+        return self.credentials.password(key)
 
     def user_password(self, user: str) -> str:
-        return self.password(self.users[self._user(user)])
+        return self.credentials.user_password(self._user(user))
 
-    def client(self, user: str = "default", **kwargs) -> redis.Redis:
-        """redis-py client at the pod address. `default` (alias `app`) sends AUTH <password> only, like
-        alert-history; other users (`admin`, `exporter`, the named application user) send a username."""
-        name = self._user(user)
-        kwargs.setdefault("decode_responses", True)
-        kwargs.setdefault("socket_timeout", 10)
-        return redis.Redis(host=self.pod_ip, port=self.port, username=None if name == "default" else name,
-                           password=self.user_password(name), **kwargs)
+    def client(self, user: str = "default", *, pod: str | None = None, **kwargs) -> redis.Redis:
+        """redis-py client through the client Service's ClusterIP (or at one pod's own address with `pod`).
+        `default` (alias `app`) sends AUTH <password> only, like alert-history; other users (`admin`,
+        `exporter`, the named application user) send a username."""
+        host = self.cluster.pod(pod).ip if pod else self.service_host
+        return self.credentials.client(host, self.port, self._user(user), **kwargs)
 
     def cli_argv(self, user: str = "default") -> list[str]:
-        """valkey-cli/redis-cli of this engine, at the pod address; pair with cli_env() for the password."""
-        name = self._user(user)
-        argv = [str(self.engine.cli), "-h", self.pod_ip, "-p", str(self.port), "--no-auth-warning"]
-        return argv if name == "default" else [*argv, "--user", name]
+        """valkey-cli/redis-cli of this engine, at the client Service; pair with cli_env() for the password."""
+        return self.credentials.cli_argv(self.engine.cli, self.service_host, self.port, self._user(user))
 
     def cli_env(self, user: str = "default") -> dict[str, str]:
-        return {**os.environ, "REDISCLI_AUTH": self.user_password(user)}
+        return self.credentials.cli_env(self._user(user))
 
     # -- API: processes and disruptions ---------------------------------------------------------------
     def container(self, name: str = SERVER_CONTAINER):
@@ -515,20 +514,18 @@ class LocalStack:
             raise StackError("the server container is not running")
 
     def delete_pod(self, sig: int = signal.SIGTERM) -> dict:
-        """Delete the pod: SIGTERM and the grace period (or `sig`, e.g. SIGKILL, sent to the server first), the
-        emptyDirs emptied. The volume, address and state dir stay; create_pod() brings up its successor."""
+        """Delete the first pod: SIGTERM and the grace period (or `sig`, e.g. SIGKILL, sent to the server
+        first), the emptyDirs emptied, its address gone. The volume and state dir stay; create_pod() brings up
+        its successor (at a new address)."""
         self._disrupted_at = time.monotonic()
-        codes = self.pod.delete({SERVER_CONTAINER: sig} if sig != signal.SIGTERM else None)
-        if self.monitoring:
-            self.monitoring.set_pod_present(False)
+        result = self.cluster.delete_pod(self.primary_name, recreate=False,
+                                         signals={SERVER_CONTAINER: sig} if sig != signal.SIGTERM else None)
         self._write_state()
-        return codes
+        return result["exit_codes"]
 
     def create_pod(self) -> None:
-        """The StatefulSet's replacement pod: init containers again, then the containers."""
-        self.pod.create()
-        if self.monitoring:
-            self.monitoring.set_pod_present(True)
+        """The StatefulSet's replacement pod: a new address, init containers again, then the containers."""
+        self.cluster.create_pod(self.primary_name)
         self._write_state()
 
     def restart_server(self, sig: int = signal.SIGTERM) -> dict:
@@ -538,84 +535,71 @@ class LocalStack:
         return codes
 
     def wait_ready(self, timeout: float = 60, *, since: float | None = None, what: str = "recovery") -> float:
-        """Wait until the pod is ready again (the rendered readiness probe passed, after the last disruption)
-        and return the seconds from that disruption (or `since`, a time.monotonic()) to readiness."""
+        """Wait until the first pod is ready again (the rendered readiness probe passed, after the last
+        disruption) and serves behind its Services; return the seconds from that disruption (or `since`, a
+        time.monotonic()) to readiness."""
         start = since if since is not None else (self._disrupted_at or time.monotonic())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            kubelet = self.pod.kubelet
-            if kubelet:
+
+        def ready_at() -> float | None:
+            pod = self.pod
+            if what == "start" and pod:
+                self.cluster._raise_if_crash_looping(pod)
+            kubelet = pod.kubelet if pod else None
+            if kubelet and pod.ready:
                 for at, ready in reversed(kubelet.ready_transitions):
                     if at < start:
                         break
-                    if ready and kubelet.pod_ready:
-                        return at - start
-            self._raise_if_crash_looping(what)
-            time.sleep(0.02)
-        raise TimeoutError(f"pod not ready {timeout:.0f}s after the {what}; see {self.state_dir / 'logs'} and "
-                           f"`alert-history-cache status --state-dir {self.state_dir}`\n{self._probe_summary()}")
+                    if ready:
+                        return at
+            return None
 
-    def _raise_if_crash_looping(self, what: str) -> None:
-        if what != "start" or not self.pod.kubelet:
-            return
-        for name, st in self.pod.kubelet.status.items():
-            if st.restarts >= 3:
-                tail = self.log_path(name).read_text(errors="replace").splitlines()[-20:]
-                raise PodStartError(f"container {name} keeps failing ({st.restarts} restarts, last exit "
-                                    f"{st.last_exit}); last lines of {self.log_path(name)}:\n" + "\n".join(tail))
+        try:
+            at = wait_until(ready_at, timeout, f"pod {self.primary_name} ready after the {what}", interval=0.02)
+            self.cluster.sync()
+        except TimeoutError:
+            raise TimeoutError(f"pod not ready {timeout:.0f}s after the {what}; see {self.state_dir / 'logs'} and "
+                               f"`alert-history-cache status --state-dir {self.state_dir}`\n{self._probe_summary()}") \
+                from None
+        return at - start
 
     def _probe_summary(self) -> str:
         lines = []
-        for name, st in (self.pod.kubelet.status.items() if self.pod and self.pod.kubelet else []):
-            for kind, p in st.probes.items():
-                lines.append(f"  {name} {kind}: {p.result} ({p.runs} runs) {p.last_output[:200]}")
+        for pod in (list(self.cluster.pods.values()) if self.cluster else []):
+            for name, st in (pod.kubelet.status.items() if pod.kubelet else []):
+                for kind, p in st.probes.items():
+                    lines.append(f"  {pod.name} {name} {kind}: {p.result} ({p.runs} runs) {p.last_output[:200]}")
         return "\n".join(lines)
 
     def status(self) -> dict:
-        """What `alert-history-cache status` shows: phase, endpoints, containers with probes and restarts."""
-        if self.pod:
+        """What `alert-history-cache status --json` shows (without the live replication roles)."""
+        if self.cluster:
             self._write_state()
         return read_state(self.state_dir)
 
     # -- API: monitoring ------------------------------------------------------------------------------
     def prometheus_api(self, path: str, **params) -> dict:
         """GET Prometheus' HTTP API (e.g. "query", query="redis_up") and return its `data`."""
-        if not self.prometheus_url:
-            raise StackError("monitoring is not running (monitoring.prometheusEnabled false or --no-monitoring)")
-        url = f"{self.prometheus_url}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            body = json.load(resp)
-        if body.get("status") != "success":
-            raise StackError(f"Prometheus {path}: {body}")
-        return body["data"]
+        return self.prometheus.api(path, **params)
 
     def query(self, promql: str) -> list[dict]:
         """Instant query; the result vector."""
-        return self.prometheus_api("query", query=promql)["result"]
+        return self.prometheus.query(promql)
 
-    def wait_target_up(self, timeout: float = 30) -> dict:
-        """Wait until Prometheus has scraped the exporter successfully; returns that active target.
-        (Prometheus hands new targets to its scrapers every 5 s, so the first scrape comes a few s after start.)"""
-        deadline = time.monotonic() + timeout
-        targets: list = []
-        while time.monotonic() < deadline:
-            targets = self.prometheus_api("targets", state="active")["activeTargets"]
-            up = [t for t in targets if t["health"] == "up" and t["labels"].get("pod") == self.pod.name]
-            if up:
-                return up[0]
-            time.sleep(0.2)
-        raise TimeoutError(f"no healthy scrape target for pod {self.pod.name} after {timeout}s: {targets}")
+    def wait_target_up(self, timeout: float = 30, pod: str | None = None) -> dict:
+        """Wait until Prometheus has scraped the exporter of the first pod (or `pod`) successfully; returns
+        that active target."""
+        return self.prometheus.wait_target_up(pod or self.primary_name, timeout)
 
     def alertmanager_alerts(self) -> list[dict]:
         """Alerts Alertmanager has received (API v2)."""
-        with urllib.request.urlopen(f"{self.alertmanager_url}/api/v2/alerts", timeout=10) as resp:
-            return json.load(resp)
+        if not self.alertmanager_url:
+            raise StackError("monitoring is not running (monitoring.prometheusEnabled false or --no-monitoring)")
+        return Alertmanager(self.alertmanager_url).alerts()
 
     @property
     def events(self) -> list[dict]:
-        return list(self.pod.kubelet.events) if self.pod and self.pod.kubelet else []
+        pod = self.pod
+        return list(pod.kubelet.events) if pod and pod.kubelet else []
 
     def versions(self) -> dict:
         out = {"engine": self.engine_name, "server": f"{self.engine.title} {self.engine.version}",
@@ -624,4 +608,3 @@ class LocalStack:
             out["prometheus"] = engines.PROMETHEUS.version
             out["alertmanager"] = engines.ALERTMANAGER.version
         return out
-

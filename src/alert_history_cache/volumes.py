@@ -3,8 +3,9 @@
   configMap -> STATE/configmaps/<name>/<key>   (defaultMode, group fsGroup)
   secret    -> STATE/secrets/<name>/<key>      (mode 0400, owned by runAsUser, group fsGroup; dir 0500)
   emptyDir  -> STATE/emptydirs/<volume>/       (medium Memory: a tmpfs mounted here, sizeLimit as its size)
-  PVC       -> STATE/pvc/                      (the first volumeClaimTemplate; others STATE/pvc-<name>/)
-The PVC survives every stop and start; emptyDirs are emptied when a new pod is created."""
+  PVC       -> the folder `claim_dir(<claim>)` gives (the cluster keeps one per pod and claim)
+STATE is the pod's own folder. The PVC survives every stop and start; emptyDirs are emptied when a new pod
+is created."""
 
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ def unmount_all(path: Path) -> list[str]:
 
 
 class Volumes:
-    def __init__(self, state: Path, pod_spec: dict, claim_templates: list[dict], objects: Objects):
+    def __init__(self, state: Path, pod_spec: dict, claim_templates: list[dict], objects: Objects, *,
+                 claim_dir=None):
         self.state = state
+        self._claim_dir = claim_dir
         self.spec = pod_spec
         self.claims = claim_templates
         self.objects = objects
@@ -54,6 +57,8 @@ class Volumes:
 
     # -- layout ---------------------------------------------------------------------------------------
     def claim_path(self, name: str) -> Path:
+        if self._claim_dir:
+            return self._claim_dir(name)
         first = self.claims[0]["metadata"]["name"] if self.claims else None
         return self.state / ("pvc" if name == first else f"pvc-{name}")
 

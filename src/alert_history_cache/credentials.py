@@ -1,0 +1,68 @@
+"""The release's users and their passwords (read from the Secret files the stack wrote), and clients that log
+in as they do: the application (`default`: password-only AUTH, as alert-history's go-redis sends it), the
+named application user, the exporter and the admin user. No password ever goes into argv or a log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import redis
+
+
+class CredentialsError(ValueError):
+    pass
+
+
+class Credentials:
+    def __init__(self, full_values: dict, secret_dir: Path):
+        self.acl = full_values["valkey"]["acl"]
+        self.keys = full_values["valkey"]["password"]
+        self.secret_dir = secret_dir
+
+    @property
+    def users(self) -> dict[str, str]:
+        """ACL user -> key of its password in the Secret."""
+        return {"default": self.keys["secretKey"], self.acl["applicationUser"]: self.keys["secretKey"],
+                self.acl["exporterUser"]: self.keys["exporterSecretKey"],
+                self.acl["adminUser"]: self.keys["adminSecretKey"]}
+
+    @property
+    def admin_user(self) -> str:
+        return self.acl["adminUser"]
+
+    def user(self, name: str) -> str:
+        """A user name, or one of the aliases app/application, admin, exporter."""
+        aliases = {"app": "default", "application": "default", "admin": self.acl["adminUser"],
+                   "exporter": self.acl["exporterUser"]}
+        name = aliases.get(name, name)
+        if name not in self.users:
+            raise CredentialsError(f"unknown user {name!r}; the chart's users are {sorted(self.users)}")
+        return name
+
+    def password(self, key: str) -> str:
+        """A key of the Secret (as written to STATE/secrets/<name>/<key>)."""
+        return (self.secret_dir / key).read_text()
+
+    def password_file(self, user: str) -> Path:
+        return self.secret_dir / self.users[self.user(user)]
+
+    def user_password(self, user: str) -> str:
+        return self.password(self.users[self.user(user)])
+
+    def client(self, host: str, port: int, user: str = "default", **kwargs) -> redis.Redis:
+        """redis-py client; `default` sends AUTH <password> only, the others a username too."""
+        name = self.user(user)
+        kwargs.setdefault("decode_responses", True)
+        kwargs.setdefault("socket_timeout", 10)
+        return redis.Redis(host=host, port=port, username=None if name == "default" else name,
+                           password=self.user_password(name), **kwargs)
+
+    def cli_argv(self, cli: Path, host: str, port: int, user: str = "default") -> list[str]:
+        """valkey-cli/redis-cli argv; pair with cli_env() for the password (REDISCLI_AUTH)."""
+        name = self.user(user)
+        argv = [str(cli), "-h", host, "-p", str(port), "--no-auth-warning"]
+        return argv if name == "default" else [*argv, "--user", name]
+
+    def cli_env(self, user: str = "default") -> dict[str, str]:
+        return {**os.environ, "REDISCLI_AUTH": self.user_password(user)}
