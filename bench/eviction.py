@@ -49,7 +49,7 @@ def main() -> None:
         before = admin.info("all")
         errors_before = admin.info("errorstats")
         stages = loadgen.profile("short", args.rate, args.seconds)
-        target = loadgen.Target(stack.pod_ip, stack.port, password=stack.user_password("default"))
+        target = loadgen.Target(stack.service_host, stack.port, password=stack.user_password("default"))
         run = loadgen.run(target, workload, stages, connections=args.connections, workers=2)
         after = admin.info("all")
         errors_after = admin.info("errorstats")

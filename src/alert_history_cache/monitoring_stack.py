@@ -157,8 +157,15 @@ class Monitoring:
                 rules.append({"action": "keep", "source_labels": [f"__meta_kubernetes_service_label_{k}",
                               f"__meta_kubernetes_service_labelpresent_{k}"],
                               "regex": f"({'|'.join(expr['values'])});true"})
+            elif expr["operator"] == "NotIn":
+                rules.append({"action": "drop", "source_labels": [f"__meta_kubernetes_service_label_{k}",
+                              f"__meta_kubernetes_service_labelpresent_{k}"],
+                              "regex": f"({'|'.join(expr['values'])});true"})
             elif expr["operator"] == "Exists":
                 rules.append({"action": "keep", "source_labels": [f"__meta_kubernetes_service_labelpresent_{k}"],
+                              "regex": "true"})
+            elif expr["operator"] == "DoesNotExist":
+                rules.append({"action": "drop", "source_labels": [f"__meta_kubernetes_service_labelpresent_{k}"],
                               "regex": "true"})
         if "port" in endpoint:
             rules.append({"action": "keep", "source_labels": ["__meta_kubernetes_endpoint_port_name"],

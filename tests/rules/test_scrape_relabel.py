@@ -78,7 +78,7 @@ def monitoring(exporter_port, tmp_path):
     pod = PodInfo(name="alerthistory-redis-0", namespace=NS, ip="127.0.0.1",
                   labels={"app.kubernetes.io/component": "redis", "team": "sre"},
                   containers=[{"name": "exporter", "ports": [{"name": "metrics", "containerPort": exporter_port}]}])
-    m = Monitoring(chart.Manifests(templates={"objects.yaml": yaml.safe_dump_all(objects)}), pod, tmp_path,
+    m = Monitoring(chart.Manifests(templates={"objects.yaml": yaml.safe_dump_all(objects)}), [pod], tmp_path,
                    MonitoringOptions(evaluation_interval="1s"))
     m.start()
     try:

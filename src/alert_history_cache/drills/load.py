@@ -445,7 +445,7 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         baseline = {k: v for k, v in admin.info("all").items() if k in INFO_FIELDS}
 
         sampler = Sampler(lambda: stack.client("admin"), lambda: stack.server_pid)
-        target = loadgen.Target(stack.pod_ip, stack.port, password=stack.user_password("default"))
+        target = loadgen.Target(stack.service_host, stack.port, password=stack.user_password("default"))
         hold_start = stages[0].duration
         hold = stages[1].duration if len(stages) > 1 else 0.0
 
