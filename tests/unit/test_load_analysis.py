@@ -180,3 +180,31 @@ def test_redis_benchmark_csv_and_mix():
     assert capacity.mix_rps(figs, 0.9) == pytest.approx(1 / (0.9 / 80000 + 0.1 / 50000))
     with pytest.raises(capacity.CapacityError):
         capacity.parse_csv("WARNING: Could not fetch server CONFIG\n")
+
+
+# -- fork windows from the sampler's INFO samples ------------------------------------------------------------
+
+def _fork_samples(*states: tuple[float, str | None]) -> list[dict]:
+    return [{"t": 1000.0 + t, "rdb_bgsave_in_progress": int(kind == "bgsave"),
+             "aof_rewrite_in_progress": int(kind == "aof-rewrite"), "latest_fork_usec": 7000, "total_forks": 1}
+            for t, kind in states]
+
+
+def test_a_rewrite_scheduled_during_a_save_is_its_own_triggered_window():
+    from alert_history_cache.drills.load import windows_from_samples
+    # BGSAVE at 10 s; BGREWRITEAOF at 11 s is only scheduled and starts when the save ends at 14 s, with no
+    # idle sample in between (a loaded machine samples slowly).
+    samples = _fork_samples((9, None), (10.5, "bgsave"), (12, "bgsave"), (14, "aof-rewrite"), (16, "aof-rewrite"),
+                       (18, None))
+    actions = [{"command": "bgsave", "at": 1010.0}, {"command": "bgrewriteaof", "at": 1011.0}]
+    windows = windows_from_samples(samples, 1000.0, actions)
+    assert [(w.kind, w.triggered, w.start, w.end) for w in windows] == [
+        ("bgsave", True, 10.0, 14.0), ("aof-rewrite", True, 11.0, 18.0)]
+
+
+def test_a_save_the_server_started_itself_is_not_triggered_and_refused_commands_match_nothing():
+    from alert_history_cache.drills.load import windows_from_samples
+    samples = _fork_samples((1, "bgsave"), (2, None), (5, "aof-rewrite"), (6, None))
+    actions = [{"command": "bgrewriteaof", "at": 1004.5, "error": "already in progress"}]
+    windows = windows_from_samples(samples, 1000.0, actions)
+    assert [(w.kind, w.triggered, w.start) for w in windows] == [("bgsave", False, 1.0), ("aof-rewrite", False, 5.0)]

@@ -197,33 +197,47 @@ def ms(v: float | None) -> float | None:
 
 def windows_from_samples(samples: list[dict], started_at: float, actions: list[dict]) -> list[ForkWindow]:
     """Intervals (offsets from the run's start) during which a BGSAVE or AOF rewrite ran, with the fork time
-    each one reported. A window opens at the command (or the first sample that shows it running)."""
+    each one reported. A window opens at the first sample that shows its kind running, or at the drill's command
+    that started it: the latest command of that kind not yet matched to a window. A rewrite asked for during a
+    BGSAVE is only scheduled and starts when the save ends, possibly with no idle sample between the two, so a
+    change of kind closes one window and opens the next."""
     out: list[dict] = []
     current = None
     last_fork = None
+    unmatched = sorted((a for a in actions if "error" not in a), key=lambda a: a["at"])  # refused: started nothing
+
+    def kind_of(sample: dict) -> str | None:
+        if sample.get("rdb_bgsave_in_progress"):
+            return "bgsave"
+        if sample.get("aof_rewrite_in_progress"):
+            return "aof-rewrite"
+        return None
+
+    def close(end: float, fork_usec) -> None:
+        nonlocal current
+        current["end"] = end
+        current["fork_usec"] = fork_usec
+        out.append(current)
+        current = None
+
     for s in samples:
-        busy = bool(s.get("rdb_bgsave_in_progress")) or bool(s.get("aof_rewrite_in_progress"))
+        kind = kind_of(s)
         off = s["t"] - started_at
-        if busy and current is None:
-            kind = "bgsave" if s.get("rdb_bgsave_in_progress") else "aof-rewrite"
-            prev = max((a for a in actions if a["at"] <= s["t"]), key=lambda a: a["at"], default=None)
-            start = off
-            if prev and s["t"] - prev["at"] < 1.0:
-                start = prev["at"] - started_at
-                kind = "bgsave" if prev["command"] == "bgsave" else "aof-rewrite"
-            current = {"kind": kind, "start": start, "end": off, "triggered": bool(prev and s["t"] - prev["at"] < 1)}
-        elif busy:
+        if current is not None and kind != current["kind"]:
+            close(off, s.get("latest_fork_usec"))
+        if kind and current is None:
+            command = "bgsave" if kind == "bgsave" else "bgrewriteaof"
+            action = next((a for a in reversed(unmatched) if a["command"] == command and a["at"] <= s["t"]), None)
+            if action:
+                unmatched.remove(action)
+            current = {"kind": kind, "start": (action["at"] - started_at) if action else off, "end": off,
+                       "triggered": action is not None}
+        elif kind:
             current["end"] = off
-        elif current is not None:
-            current["end"] = off
-            current["fork_usec"] = s.get("latest_fork_usec")
-            out.append(current)
-            current = None
         if s.get("total_forks") is not None:
             last_fork = s.get("latest_fork_usec")
     if current is not None:
-        current["fork_usec"] = last_fork
-        out.append(current)
+        close(current["end"], last_fork)
     return [ForkWindow(**w) for w in out]
 
 
