@@ -206,6 +206,18 @@ class Cluster:
         for pod in self.pods:
             self.start_pod(pod)
         self.wait_settled()
+        self.wait_sentinels_complete()
+
+    def wait_sentinels_complete(self, timeout: float = 40) -> None:
+        """Every Sentinel knows every replica and every other Sentinel: the steady state a failover needs."""
+        def complete(pod: Pod) -> bool:
+            with self.sentinel(pod) as s:
+                master = s.sentinel_master(MASTER_SET)
+            return master["num-slaves"] == NODES - 1 and master["num-other-sentinels"] == NODES - 1
+
+        for pod in self.pods:
+            wait_until(lambda: complete(pod), timeout, f"Sentinel of pod {pod.ordinal} knowing every member",
+                       ignore=REDIS_ERRORS)
 
     @staticmethod
     def _stop(proc: subprocess.Popen | None, sig: int) -> None:
@@ -350,11 +362,7 @@ def test_first_install_pod0_primary_others_replicas(make_cluster, engine_name):
     assert (p0.run / "ha-role").read_text().strip() == "primary"
 
     with cluster.sentinel(p1) as s:
-        def complete():
-            master = s.sentinel_master(MASTER_SET)
-            return master if master["num-slaves"] == 2 and master["num-other-sentinels"] == 2 else None
-        master = wait_until(complete, 30, "Sentinels discovering 2 replicas and 2 other Sentinels",
-                            ignore=REDIS_ERRORS)
+        master = s.sentinel_master(MASTER_SET)
         assert master["ip"] == p0.name and master["quorum"] == 2
         replicas = {r["name"] for r in s.sentinel_slaves(MASTER_SET)}
         assert replicas == {f"{p1.name}:{cluster.server_port}", f"{p2.name}:{cluster.server_port}"}

@@ -54,7 +54,7 @@ done
 failover_sent=no
 while [ "$(now)" -lt "$deadline" ]; do
   if [ "$failover_sent" = no ]; then
-    for node in $my_name $HA_NODES; do
+    for node in $HA_NODES; do
       reply=$(cli_as_sentinel "$node" "$sentinel_port" sentinel failover "$master_set" 2>&1) || true
       case "$reply" in
         OK | INPROG*)

@@ -18,11 +18,11 @@ case "$role" in
     exit 1
     ;;
 esac
-if [ "$(field master_link_status)" != up ]; then
-  echo "readiness: replica of $(field master_host), master_link_status:$(field master_link_status)"
-  exit 1
-fi
 if [ "$(field master_sync_in_progress)" != 0 ]; then
   echo "readiness: replica of $(field master_host), full sync in progress"
+  exit 1
+fi
+if [ "$(field master_link_status)" != up ]; then
+  echo "readiness: replica of $(field master_host), master_link_status:$(field master_link_status)"
   exit 1
 fi
