@@ -12,7 +12,9 @@
 #
 # Besides ha-common.sh's variables: HA_QUORUM (a majority of HA_NODES), HA_SENTINEL_DOWN_AFTER_MS (5000),
 # HA_SENTINEL_FAILOVER_TIMEOUT_MS (20000), HA_SENTINEL_PARALLEL_SYNCS (1), HA_SENTINEL_BIND ("* -::*"),
-# HA_SENTINEL_CONF ($RUN_DIR/sentinel.conf), HA_BOOTSTRAP_TIMEOUT (60 s), HA_RETRY_INTERVAL (1 s).
+# HA_SENTINEL_CONF ($RUN_DIR/sentinel.conf), HA_BOOTSTRAP_TIMEOUT (60 s), HA_RETRY_INTERVAL (1 s),
+# HA_SENTINEL_EXTRA_USERS (a file of further `user` lines with password hashes, written by config-init: the
+# read-only users of HAProxy and the exporter; optional).
 set -eu
 . "$(dirname "$0")/ha-common.sh"
 
@@ -61,6 +63,14 @@ done
 
 umask 077
 password_hash=$(sha256sum < "$sentinel_password_file" | first_word_of_stdin)
+# Rotation: a Secret key <key>-next beside the password file is accepted too (docs/security.md).
+if [ -s "$sentinel_password_file-next" ]; then
+  password_hash="$password_hash #$(sha256sum < "$sentinel_password_file-next" | first_word_of_stdin)"
+fi
+extra_users=${HA_SENTINEL_EXTRA_USERS:-}
+if [ -n "$extra_users" ] && [ ! -s "$extra_users" ]; then
+  die "HA_SENTINEL_EXTRA_USERS names $extra_users, which is missing or empty"
+fi
 {
   echo "# Written by ha-sentinel.sh on every start; Sentinel rewrites it while it runs."
   echo "port $sentinel_port"
@@ -75,6 +85,9 @@ password_hash=$(sha256sum < "$sentinel_password_file" | first_word_of_stdin)
   # Sentinel itself requires auth: no default user (resetpass, so protected mode does not refuse peers).
   echo "user default off resetpass -@all"
   echo "user $sentinel_user on #$password_hash ~* &* +@all"
+  if [ -n "$extra_users" ]; then
+    cat "$extra_users"
+  fi
   echo "sentinel sentinel-user $sentinel_user"
   printf 'sentinel sentinel-pass %s\n' "$(quoted_password)"
   echo "sentinel monitor $master_set $primary $server_port $quorum"
