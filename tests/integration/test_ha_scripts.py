@@ -580,8 +580,12 @@ def test_prestop_on_primary_hands_over_without_losing_writes(make_cluster, engin
     (new_name,) = cluster.named_primaries()
     new = cluster.pod_named(new_name)
     assert new is not p0 and cluster.role(new) == "master"
-    # The old primary acknowledges nothing after the hook: its writes wait in the pause or fail READONLY.
-    time.sleep(1)  # a window for a write to slip through, if one could
+    # The old primary acknowledges nothing after the hook: a write waits in the pause, or is refused with
+    # NOREPLICAS once its replicas follow the new primary (min-replicas-to-write).
+    with cluster.client(p0, socket_timeout=1) as old:
+        assert old.get("w:0") == b"1"  # reads still work
+        with pytest.raises((redis.TimeoutError, redis.ResponseError)):
+            old.set("late", "1")
     writer.stopped.set()
     writer.join(10)
     assert len(writer.acked) == acked_at_return
@@ -589,6 +593,7 @@ def test_prestop_on_primary_hands_over_without_losing_writes(make_cluster, engin
     cluster.stop_server(p0)
     with cluster.client(new) as primary:
         missing = [k for k in writer.acked if not primary.exists(k)]
+        assert not primary.exists("late")
     assert missing == [], f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
     assert cluster.acl_denials() == []
 
