@@ -409,7 +409,15 @@ def test_first_install_pod0_primary_others_replicas(make_cluster, engine_name):
             assert replica.get("k") == b"v"
             with pytest.raises(redis.ReadOnlyError):
                 replica.set("k", "x")
-    assert cluster.acl_denials() == []
+    assert cluster.acl_denials() == []  # replication and Sentinel ran on exactly these command lists
+    # Least privilege: neither user reads or writes keys or administers the server.
+    for user in ("replication", "sentinel"):
+        with redis.Redis(p0.addr, cluster.server_port, username=user, password=cluster.passwords[user],
+                         socket_timeout=5) as c:
+            for cmd in (("GET", "k"), ("SET", "k", "x"), ("KEYS", "*"), ("FLUSHALL",), ("CONFIG", "GET", "*"),
+                        ("ACL", "LIST"), ("SHUTDOWN", "NOSAVE")):
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    c.execute_command(*cmd)
     no_secret_in_argv_or_env(cluster)
     for pod in cluster.pods:
         for name in ("replication.conf", "sentinel.conf"):
