@@ -33,7 +33,7 @@ import redis
 from alert_history_cache import engines
 from alert_history_cache.waiting import wait_until
 
-from .conftest import engine_or_skip
+from .conftest import engine_or_skip, needs_root  # noqa: F401 - needs_root is a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,8 @@ def free_ports(addresses: list[str], count: int) -> list[int]:
 @dataclass
 class Pod:
     ordinal: int
-    name: str
+    name: str  # the announced name (a DNS name, or the address itself)
+    addr: str  # where its server and Sentinel listen
     root: Path
     server: subprocess.Popen | None = None
     sentinel: subprocess.Popen | None = None
@@ -103,12 +104,19 @@ class Cluster:
     root: Path
     down_after_ms: int = 1000
     loopback_pod: int | None = None  # this pod's server also listens on 127.0.0.1 (for the probe scripts)
+    dns_names: bool = False  # pods announce headless DNS names, resolved by a hosts file of their own
     pods: list[Pod] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
-        names = [f"{base}.{10 + i}" for i in range(NODES)]
-        self.server_port, self.sentinel_port = free_ports(names + ["127.0.0.1"], 2)
+        self.base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
+        addrs = [f"{self.base}.{10 + i}" for i in range(NODES)]
+        moved = [f"{self.base}.{20 + i}" for i in range(NODES)]  # addresses of recreated pods
+        self.server_port, self.sentinel_port = free_ports(addrs + moved + ["127.0.0.1"], 2)
+        if self.dns_names:
+            names = [f"alerthistory-redis-{i}.alerthistory-redis-headless.test.svc.cluster.local" for i in range(NODES)]
+        else:
+            names = addrs
+        self.hosts = self.root / "hosts"
         self.passwords = {key: secrets.token_hex(16) for key in ("app", "replication", "sentinel")}
         secret_dir = self.root / "secret"
         secret_dir.mkdir(parents=True)
@@ -120,11 +128,30 @@ class Cluster:
         (self.bin / "valkey-cli").symlink_to(self.engine.cli)
         self.probe_password = secrets.token_hex(16)  # config-init writes one per pod; one for all is enough here
         for i, name in enumerate(names):
-            pod = Pod(i, name, self.root / f"pod-{i}")
+            pod = Pod(i, name, addrs[i], self.root / f"pod-{i}")
             pod.data.mkdir(parents=True)
             pod.run.mkdir(mode=0o700)
             (pod.run / "probe-password").write_text(self.probe_password)
             self.pods.append(pod)
+        self.write_hosts()
+
+    def write_hosts(self) -> None:
+        """The pods' /etc/hosts, as the cluster DNS would answer for the headless names. Rewritten in place (same
+        inode), so every process that bind-mounted it sees a moved pod at once."""
+        self.hosts.write_text("127.0.0.1 localhost\n" + "".join(f"{p.addr} {p.name}\n" for p in self.pods))
+
+    def move(self, pod: Pod) -> None:
+        """A recreated pod: same name, a new address."""
+        assert self.dns_names
+        pod.addr = f"{self.base}.{20 + pod.ordinal}"
+        self.write_hosts()
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """With DNS names, run argv in a private mount namespace with the cluster's hosts file as /etc/hosts."""
+        if not self.dns_names:
+            return argv
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind "$0" /etc/hosts && exec "$@"', str(self.hosts), *argv]
 
     # -- environment and config of the scripts ------------------------------------------------------------
     def env(self, pod: Pod, **extra: str) -> dict[str, str]:
@@ -138,7 +165,7 @@ class Cluster:
             "RUN_DIR": str(pod.run),
             "SECRET_DIR": str(self.root / "secret"),
             "DATA_DIR": str(pod.data),
-            "HA_SENTINEL_BIND": pod.name,
+            "HA_SENTINEL_BIND": pod.addr,
             "HA_SENTINEL_DOWN_AFTER_MS": str(self.down_after_ms),
             "HA_SENTINEL_FAILOVER_TIMEOUT_MS": "10000",
             "HA_BOOTSTRAP_TIMEOUT": "30",
@@ -149,7 +176,7 @@ class Cluster:
         return env
 
     def server_conf(self, pod: Pod) -> Path:
-        bind = pod.name + (" 127.0.0.1" if pod.ordinal == self.loopback_pod else "")
+        bind = pod.addr + (" 127.0.0.1" if pod.ordinal == self.loopback_pod else "")
         conf = pod.root / "valkey.conf"
         conf.write_text("\n".join([
             f"bind {bind}",
@@ -177,7 +204,8 @@ class Cluster:
     def _spawn(self, pod: Pod, what: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = (pod.root / f"{what}-{time.monotonic_ns()}.log").open("w")
         with log:
-            return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(self.wrap(argv), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
 
     def bootstrap(self, pod: Pod, **env: str) -> subprocess.Popen:
         """ha-bootstrap.sh, exec'ing the server, as the server container's command."""
@@ -245,7 +273,7 @@ class Cluster:
     # -- clients ------------------------------------------------------------------------------------------
     def client(self, pod: Pod, **kwargs) -> redis.Redis:
         kwargs.setdefault("socket_timeout", 5)
-        return redis.Redis(pod.name, self.server_port, password=self.passwords["app"], socket_connect_timeout=2,
+        return redis.Redis(pod.addr, self.server_port, password=self.passwords["app"], socket_connect_timeout=2,
                            **kwargs)
 
     def ping(self, pod: Pod) -> bool:
@@ -253,7 +281,7 @@ class Cluster:
             return c.ping()
 
     def sentinel(self, pod: Pod) -> redis.Redis:
-        return redis.Redis(pod.name, self.sentinel_port, username="sentinel", password=self.passwords["sentinel"],
+        return redis.Redis(pod.addr, self.sentinel_port, username="sentinel", password=self.passwords["sentinel"],
                            socket_timeout=5, socket_connect_timeout=2, decode_responses=True)
 
     def role(self, pod: Pod) -> str | None:
@@ -309,8 +337,8 @@ class Cluster:
         return out
 
     def run_script(self, pod: Pod, script: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["sh", str(SCRIPTS / script)], env=self.env(pod, **env), capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(self.wrap(["sh", str(SCRIPTS / script)]), env=self.env(pod, **env),
+                              capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -367,7 +395,7 @@ def test_first_install_pod0_primary_others_replicas(make_cluster, engine_name):
         replicas = {r["name"] for r in s.sentinel_slaves(MASTER_SET)}
         assert replicas == {f"{p1.name}:{cluster.server_port}", f"{p2.name}:{cluster.server_port}"}
     # Sentinel itself requires auth.
-    with redis.Redis(p0.name, cluster.sentinel_port, socket_timeout=5) as anonymous:
+    with redis.Redis(p0.addr, cluster.sentinel_port, socket_timeout=5) as anonymous:
         with pytest.raises(redis.AuthenticationError):
             anonymous.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_SET)
 
@@ -381,7 +409,15 @@ def test_first_install_pod0_primary_others_replicas(make_cluster, engine_name):
             assert replica.get("k") == b"v"
             with pytest.raises(redis.ReadOnlyError):
                 replica.set("k", "x")
-    assert cluster.acl_denials() == []
+    assert cluster.acl_denials() == []  # replication and Sentinel ran on exactly these command lists
+    # Least privilege: neither user reads or writes keys or administers the server.
+    for user in ("replication", "sentinel"):
+        with redis.Redis(p0.addr, cluster.server_port, username=user, password=cluster.passwords[user],
+                         socket_timeout=5) as c:
+            for cmd in (("GET", "k"), ("SET", "k", "x"), ("KEYS", "*"), ("FLUSHALL",), ("CONFIG", "GET", "*"),
+                        ("ACL", "LIST"), ("SHUTDOWN", "NOSAVE")):
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    c.execute_command(*cmd)
     no_secret_in_argv_or_env(cluster)
     for pod in cluster.pods:
         for name in ("replication.conf", "sentinel.conf"):
@@ -428,6 +464,56 @@ def test_old_primary_rejoins_new_primary_after_failover(make_cluster, engine_nam
     assert cluster.primaries() == [new.ordinal]
     with cluster.client(p0) as old:
         wait_until(lambda: old.get("k") == b"after", 10, "the old primary replicating the new one")
+    assert cluster.acl_denials() == []
+
+
+@pytest.mark.parametrize("engine_name", list(engines.ENGINES))
+def test_recreated_pod_with_a_new_address_keeps_working(make_cluster, engine_name, needs_root):
+    """Identity: pods announce headless DNS names (each process resolves them through a hosts file of its own,
+    as the cluster DNS would). The primary's pod is lost and recreated with a new address: it rejoins under
+    its name, and a later failover promotes it at its new address (Sentinel re-resolves the name instead of
+    keeping the old address: redis/redis#9103, fixed by #10146)."""
+    cluster = make_cluster(engine_name, dns_names=True)
+    cluster.start_all()
+    p0 = cluster.pods[0]
+    assert p0.name.startswith("alerthistory-redis-0.") and cluster.named_primaries() == {p0.name}
+    cluster.stop_sentinel(p0)
+    cluster.stop_server(p0, signal.SIGKILL)  # the node is lost with the pod
+    new = wait_until(lambda: [p for p in cluster.pods[1:] if cluster.role(p) == "master"
+                              and cluster.named_primaries() == {p.name}], 30,
+                     "the Sentinels promoting a replica")[0]
+    old_addr = p0.addr
+    cluster.move(p0)
+    assert p0.addr != old_addr
+    cluster.start_pod(p0)
+    assert cluster.wait_settled() is new
+    cluster.wait_sentinels_complete()
+    # Fail over with pod 0 as the only candidate: Sentinel must reach it at its new address.
+    other = next(p for p in cluster.pods[1:] if p is not new)
+    with cluster.client(other) as replica:
+        replica.config_set("replica-priority", 0)
+
+    def sentinel_sees_candidates(s: redis.Redis) -> bool:
+        """The Sentinel that runs the failover sees pod 0 up at its new address and the other replica's
+        priority 0 (Sentinel reads both from INFO, every 10 s)."""
+        replicas = {r["name"]: r for r in s.sentinel_slaves(MASTER_SET)}
+        mine, theirs = (replicas.get(f"{p.name}:{cluster.server_port}") for p in (p0, other))
+        return (mine is not None and theirs is not None and mine["is_sdown"] is False
+                and mine["master-link-status"] == "ok" and int(theirs["slave-priority"]) == 0)
+
+    with cluster.sentinel(new) as s:
+        wait_until(lambda: sentinel_sees_candidates(s), 30, "Sentinel seeing the recreated pod as the candidate",
+                   ignore=REDIS_ERRORS)
+        assert s.execute_command("SENTINEL", "FAILOVER", MASTER_SET)
+    wait_until(lambda: cluster.named_primaries() == {p0.name}, 30, "the Sentinels promoting the recreated pod",
+               ignore=REDIS_ERRORS)
+    assert cluster.wait_settled() is p0
+    with cluster.client(p0) as primary:
+        primary.set("k", "v")
+        assert primary.execute_command("WAIT", 2, 5000) == 2
+    with cluster.sentinel(other) as s:
+        assert {r["name"] for r in s.sentinel_slaves(MASTER_SET)} == {
+            f"{p.name}:{cluster.server_port}" for p in cluster.pods[1:]}
     assert cluster.acl_denials() == []
 
 
@@ -580,8 +666,12 @@ def test_prestop_on_primary_hands_over_without_losing_writes(make_cluster, engin
     (new_name,) = cluster.named_primaries()
     new = cluster.pod_named(new_name)
     assert new is not p0 and cluster.role(new) == "master"
-    # The old primary acknowledges nothing after the hook: its writes wait in the pause or fail READONLY.
-    time.sleep(1)  # a window for a write to slip through, if one could
+    # The old primary acknowledges nothing after the hook: a write waits in the pause, or is refused with
+    # NOREPLICAS once its replicas follow the new primary (min-replicas-to-write).
+    with cluster.client(p0, socket_timeout=1) as old:
+        assert old.get("w:0") == b"1"  # reads still work
+        with pytest.raises((redis.TimeoutError, redis.ResponseError)):
+            old.set("late", "1")
     writer.stopped.set()
     writer.join(10)
     assert len(writer.acked) == acked_at_return
@@ -589,6 +679,7 @@ def test_prestop_on_primary_hands_over_without_losing_writes(make_cluster, engin
     cluster.stop_server(p0)
     with cluster.client(new) as primary:
         missing = [k for k in writer.acked if not primary.exists(k)]
+        assert not primary.exists("late")
     assert missing == [], f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
     assert cluster.acl_denials() == []
 
