@@ -538,16 +538,33 @@ def test_full_restart_pod0_primary_with_its_data(make_cluster):
 
 def test_non0_pod_without_sentinels_never_becomes_primary(make_cluster):
     """Row 7: a pod other than 0 that reaches no Sentinel waits and then fails, so the kubelet retries; it never
-    starts a server, let alone a primary."""
+    starts a server, let alone a primary. The same when a reachable Sentinel monitors no such master set,
+    where pod 0 starts as primary (row 1)."""
     cluster = make_cluster()
-    p1 = cluster.pods[1]
+    p0, p1, p2 = cluster.pods
     proc = cluster.bootstrap(p1, HA_BOOTSTRAP_TIMEOUT="3")
     assert proc.wait(timeout=30) == 1
     log = p1.log("server")
-    assert "this is not pod 0: waiting (row 7)" in log and "no role after 3s" in log
+    assert "no Sentinel names a primary (0 reachable) and this is not pod 0: waiting (row 7)" in log
+    assert "no role after 3s" in log
     assert not (p1.run / "replication.conf").exists() and not (p1.run / "ha-role").exists()
     with pytest.raises(REDIS_ERRORS):
         cluster.ping(p1)
+
+    # A Sentinel that answers but monitors another master set.
+    conf = p2.root / "other-sentinel.conf"
+    conf.write_text("\n".join([
+        f"port {cluster.sentinel_port}", f"bind {p2.addr}", f"dir {p2.root}", "user default off resetpass -@all",
+        f"user sentinel on #{sha256(cluster.passwords['sentinel'])} ~* &* +@all",
+        "sentinel monitor some-other-set 127.0.0.1 1 2", ""]))
+    p2.sentinel = cluster._spawn(p2, "sentinel", [str(cluster.engine.server), str(conf), "--sentinel"], {})
+    wait_until(lambda: cluster.sentinel(p2).ping(), 15, "the other Sentinel answering", ignore=REDIS_ERRORS)
+    proc = cluster.bootstrap(p1, HA_BOOTSTRAP_TIMEOUT="2")
+    assert proc.wait(timeout=30) == 1
+    assert "no Sentinel names a primary (1 reachable) and this is not pod 0: waiting (row 7)" in p1.log("server")
+    cluster.start_server(p0)
+    assert "no Sentinel names a primary (1 reachable) and this is pod 0 (rows 1-2)" in p0.log("server")
+    assert cluster.role(p0) == "master"
 
 
 def test_primary_restart_before_failover_and_stale_primary(make_cluster):
