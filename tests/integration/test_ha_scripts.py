@@ -673,6 +673,10 @@ def test_prestop_on_primary_hands_over_without_losing_writes(make_cluster, engin
     writer.start()
     wait_until(lambda: len(writer.acked) > 200, 20, "writes flowing")
     budget = 20
+    # Kubernetes runs both containers' hooks at once; the Sentinel's waits for the hand-over.
+    sentinel_hook = subprocess.Popen(cluster.wrap(["sh", str(SCRIPTS / "ha-sentinel-prestop.sh")]),
+                                     env=cluster.env(p0, HA_PRESTOP_TIMEOUT=str(budget)), stderr=subprocess.PIPE,
+                                     text=True)
     started = time.monotonic()
     result = cluster.run_script(p0, "ha-prestop.sh", HA_PRESTOP_TIMEOUT=str(budget), HA_WRITE_PAUSE_SECONDS="30")
     elapsed = time.monotonic() - started
@@ -680,6 +684,9 @@ def test_prestop_on_primary_hands_over_without_losing_writes(make_cluster, engin
     assert result.returncode == 0, result.stderr
     assert elapsed < budget
     assert "writes paused" in result.stderr and "handed over to" in result.stderr
+    assert sentinel_hook.wait(timeout=10) == 0
+    assert "not the primary the Sentinels follow" in sentinel_hook.stderr.read()
+    cluster.stop_sentinel(p0)  # the kubelet's SIGTERM to the Sentinel container
     (new_name,) = cluster.named_primaries()
     new = cluster.pod_named(new_name)
     assert new is not p0 and cluster.role(new) == "master"
@@ -708,8 +715,10 @@ def test_prestop_on_replica_returns_at_once(make_cluster):
     started = time.monotonic()
     result = cluster.run_script(p1, "ha-prestop.sh")
     assert result.returncode == 0, result.stderr
-    assert time.monotonic() - started < 3
     assert "not the primary, nothing to hand over" in result.stderr
+    sentinel_hook = cluster.run_script(p1, "ha-sentinel-prestop.sh")
+    assert sentinel_hook.returncode == 0, sentinel_hook.stderr
+    assert time.monotonic() - started < 5
     assert cluster.named_primaries() == {p0.name}
     with cluster.client(p0) as primary:
         assert primary.set("still", "writable")
@@ -726,6 +735,9 @@ def test_prestop_without_a_replica_fails_and_resumes_writes(make_cluster):
     result = cluster.run_script(p0, "ha-prestop.sh", HA_PRESTOP_TIMEOUT="4", HA_PRESTOP_SYNC_TIMEOUT="1")
     assert result.returncode == 1
     assert "no replica took over within 4s" in result.stderr
+    sentinel_hook = cluster.run_script(p0, "ha-sentinel-prestop.sh", HA_PRESTOP_TIMEOUT="2")
+    assert sentinel_hook.returncode == 1
+    assert "still the primary after 2s" in sentinel_hook.stderr
     with cluster.client(p0, socket_timeout=3) as primary:
         assert primary.set("after", "ok")
 
