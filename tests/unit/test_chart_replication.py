@@ -151,6 +151,9 @@ def test_secret_has_the_new_keys_with_rotation(render_chart):
 def test_prestop_and_grace_period(ha, render_chart):
     server = containers(ha)["valkey"]
     assert server["lifecycle"]["preStop"]["exec"]["command"] == ["/bin/sh", "/scripts/ha-prestop.sh"]
+    sentinel = containers(ha)["sentinel"]
+    assert sentinel["lifecycle"]["preStop"]["exec"]["command"] == ["/bin/sh", "/scripts/ha-sentinel-prestop.sh"]
+    assert env(sentinel)["HA_PRESTOP_TIMEOUT"] == env(server)["HA_PRESTOP_TIMEOUT"]
     grace = pod_spec(ha)["terminationGracePeriodSeconds"]
     e = env(server)
     assert int(e["HA_PRESTOP_TIMEOUT"]) + BASE.get("valkey", {}).get("settings", {}).get("shutdownTimeout", 10) < grace
