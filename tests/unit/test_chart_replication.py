@@ -9,6 +9,7 @@ tests/security/test_checkov.py cover them through ci/replication-values.yaml.
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 from helpers.values import CI_DIR, load_yaml, with_
@@ -237,3 +238,37 @@ def test_servicemonitor_scrapes_servers_sentinels_and_haproxy(ha):
         assert len(owners) == 1, (port, owners)
     assert sorted(s["metadata"]["name"] for s in selected) == [f"{NAME}-haproxy-metrics", f"{NAME}-metrics",
                                                                f"{NAME}-sentinel"]
+
+
+@pytest.mark.parametrize("password", ["plain-password-0123456789", 'sp ace"quote\\back#hash$dollar%pct&amp;é'])
+def test_haproxy_init_writes_the_auth_command_as_hex(ha, tmp_path, password):
+    """haproxy-init.sh (the HAProxy pod's config-init) turns the Secret file into one RESP AUTH command, byte for
+    byte, whatever the password holds; the file is private and nothing else of the template changes."""
+    template = ha.get("ConfigMap", f"{NAME}-haproxy")["data"]["haproxy.cfg.tpl"]
+    script = ha.get("ConfigMap", f"{NAME}-scripts")["data"]["haproxy-init.sh"]
+    (tmp_path / "haproxy-init.sh").write_text(script)
+    (tmp_path / "haproxy.cfg.tpl").write_text(template)
+    (tmp_path / "password").write_bytes(password.encode())
+    (tmp_path / "run").mkdir()
+    subprocess.run(["/bin/sh", str(tmp_path / "haproxy-init.sh")], check=True, capture_output=True, timeout=30,
+                   env={"PATH": "/usr/bin:/bin", "HAPROXY_USER": "haproxy", "RUN_DIR": str(tmp_path / "run"),
+                        "HAPROXY_PASSWORD_FILE": str(tmp_path / "password"),
+                        "HAPROXY_TEMPLATE": str(tmp_path / "haproxy.cfg.tpl")})
+    out = tmp_path / "run" / "haproxy.cfg"
+    assert out.stat().st_mode & 0o077 == 0
+    text = out.read_text()
+    hexes = set(re.findall(r"send-binary (\S+)", text))
+    assert len(hexes) == 1
+    raw = password.encode()
+    assert bytes.fromhex(hexes.pop()) == b"*3\r\n$4\r\nAUTH\r\n$7\r\nhaproxy\r\n$%d\r\n%s\r\n" % (len(raw), raw)
+    assert re.sub(r"send-binary \S+", "send-binary @auth-hex@", text) == template
+    assert password not in text
+
+
+def test_haproxy_init_refuses_a_missing_password(ha, tmp_path):
+    (tmp_path / "haproxy-init.sh").write_text(ha.get("ConfigMap", f"{NAME}-scripts")["data"]["haproxy-init.sh"])
+    proc = subprocess.run(["/bin/sh", str(tmp_path / "haproxy-init.sh")], capture_output=True, text=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "HAPROXY_USER": "haproxy",
+                               "HAPROXY_PASSWORD_FILE": str(tmp_path / "absent")})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"haproxy-init: the password file {tmp_path / 'absent'} is missing or empty"
