@@ -161,7 +161,8 @@ def test_prestop_and_grace_period(ha, render_chart):
     # The same check at render time, naming the keys.
     with pytest.raises(chart.RenderError, match="valkey.terminationGracePeriodSeconds: 45 must be greater than "
                                                 r"valkey.replication.preStopTimeout \(40\)"):
-        chart.render(with_(BASE, **{"valkey.terminationGracePeriodSeconds": 45, "valkey.replication.preStopTimeout": 40}))
+        chart.render(with_(BASE, **{"valkey.terminationGracePeriodSeconds": 45,
+                                    "valkey.replication.preStopTimeout": 40}))
 
 
 def test_probes(ha):
