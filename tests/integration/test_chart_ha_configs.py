@@ -134,9 +134,11 @@ class Release:
 
     def container_env(self, i: int, container: str) -> dict[str, str]:
         env = {k: self.pod_path(i, v) for k, v in env_of(self.containers[container]).items()}
+        # Pod 0's Sentinel also listens on 127.0.0.1, where its exporter sidecar finds it (pod-local localhost).
+        bind = self.addrs[i] + (" 127.0.0.1" if i == 0 else "")
         env.update({"PATH": f"{self.bin}:/usr/bin:/bin", "HOSTNAME": f"{NAME}-{i}", "SECRET_DIR": str(self.secret_dir),
                     "RUN_DIR": str(self.paths(i)["run"]), "DATA_DIR": str(self.paths(i)["data"]),
-                    "HA_SENTINEL_BIND": self.addrs[i], "HA_RETRY_INTERVAL": "0.3", "HA_CALL_TIMEOUT": "2"})
+                    "HA_SENTINEL_BIND": bind, "HA_RETRY_INTERVAL": "0.3", "HA_CALL_TIMEOUT": "2"})
         return env
 
     def config_init(self, i: int) -> None:
@@ -302,6 +304,27 @@ def test_rendered_pods_replicate_and_sentinels_boot(release: Release) -> None:
     # The exporter user may read the Sentinel's INFO (the Sentinel exporter's login).
     with release.sentinel(2, "exporter", "exporter-password") as exporter:
         assert exporter.info("sentinel")["sentinel_masters"] == 1
+    # The Sentinel exporter sidecar, with its rendered environment and the password file config-init wrote,
+    # exports the Sentinel (the redis_sentinel_* metrics the HA alerts use).
+    if engines.EXPORTER.path.exists():
+        exporter_env = release.container_env(0, "sentinel-exporter")
+        metrics_port = port_for.select_random()
+        exporter_env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] = f"127.0.0.1:{metrics_port}"
+        log = (release.root / "sentinel-exporter.log").open("w")
+        with log:
+            proc = subprocess.Popen([str(engines.EXPORTER.binary)], env=exporter_env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        release.procs.append(proc)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        def sentinel_metrics() -> str:
+            text = opener.open(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+            return text if re.search(r"^redis_sentinel_masters 1$", text, re.M) else ""
+
+        text = wait_until(sentinel_metrics, 20, "the Sentinel exporter's metrics", ignore=(OSError,))
+        assert re.search(r"^redis_up 1$", text, re.M)
+        assert re.search(r'^redis_sentinel_master_ok_sentinels\{.*master_name="alerthistory".*\} 3$', text, re.M), \
+            "\n".join(line for line in text.splitlines() if "sentinel" in line)
     # A write to the primary reaches a replica through the replication user.
     with release.server(0, "alerthistory", "password") as app:
         app.set("ha:boot", "ok")
