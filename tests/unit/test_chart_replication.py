@@ -89,6 +89,12 @@ def test_server_and_sentinel_commands_are_spelt_out(ha, render_chart):
     mounts = {m["mountPath"]: m["name"] for m in c["sentinel"]["volumeMounts"]}
     assert volumes[mounts["/run/valkey"]]["emptyDir"]["medium"] == "Memory"
     assert "/etc/valkey" not in mounts
+    # The HA scripts' passwords only: the server and Sentinel containers never see the admin password.
+    for container in ("valkey", "sentinel"):
+        secret_mount = next(m for m in c[container]["volumeMounts"] if m["mountPath"] == "/etc/valkey-secret")
+        items = volumes[secret_mount["name"]]["secret"]["items"]
+        assert sorted(i["key"] for i in items) == ["replication-password", "replication-password-next",
+                                                   "sentinel-password", "sentinel-password-next"]
     redis7 = containers(render_chart(with_(BASE, **{"valkey.image.repository": "redis", "valkey.image.tag": "7.0"})))
     assert redis7["valkey"]["command"][2] == "redis-server" and redis7["sentinel"]["command"][2] == "redis-server"
 
