@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -365,15 +366,46 @@ def test_rendered_haproxy_routes_to_the_one_primary(release: Release) -> None:
             assert app.info("server")["run_id"] == primary_run_id
             assert app.set("ha:via-haproxy", "1")
 
-    # A failover: HAProxy follows the Sentinels' majority to the new primary.
-    with release.sentinel(1) as s:
-        s.execute_command("SENTINEL", "FAILOVER", "alerthistory")
-    new = wait_until(lambda: (p := release.primary()) is not None and p != primary and p + 1, 30,
-                     "a new primary") - 1
-    with release.server(new) as s:
-        new_run_id = s.info("server")["run_id"]
-    wait_until(lambda: release.via_haproxy().info("server")["run_id"] == new_run_id, 20,
-               "HAProxy routing to the new primary", ignore=ERRORS)
+    # A failover under writes (a new connection each, as after a reconnect): HAProxy follows the Sentinels'
+    # majority to the new primary, and no write ever reaches a replica (which would answer READONLY).
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                with release.via_haproxy() as app:
+                    app.set(f"ha:during:{n}", n)
+                outcomes.append("ok")
+            except redis.ResponseError as exc:
+                outcomes.append(f"refused: {exc}")
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                outcomes.append("no primary")
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        with release.sentinel(1) as s:
+            s.execute_command("SENTINEL", "FAILOVER", "alerthistory")
+        new = wait_until(lambda: (p := release.primary()) is not None and p != primary and p + 1, 30,
+                         "a new primary") - 1
+        with release.server(new) as s:
+            new_run_id = s.info("server")["run_id"]
+        wait_until(lambda: release.via_haproxy().info("server")["run_id"] == new_run_id, 20,
+                   "HAProxy routing to the new primary", ignore=ERRORS)
+        time.sleep(1)  # a few more writes on the new primary
+    finally:
+        stop.set()
+        thread.join(10)
+    assert outcomes.count("ok") > 10, outcomes
+    # READONLY would be a replica. NOREPLICAS is the new primary itself: until a replica has reconnected to it,
+    # min-replicas-to-write refuses writes (the split-brain guard), which ends once one has.
+    assert [o for o in outcomes if o.startswith("refused") and "NOREPLICAS" not in o] == [], \
+        "a write reached a replica through HAProxy"
+    assert outcomes[-5:] == ["ok"] * 5, outcomes[-20:]
     # From then on, writes go to the new primary only; none is refused as READONLY by a replica.
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
