@@ -1,7 +1,9 @@
 """promtool on the PrometheusRule the chart renders: `check rules`, then the committed unit tests.
 
-The rule file is generated from a fresh render on every run and written next to copies of the test files
-under the fixed name the tests load (RULE_FILE), so the tests cannot drift from the chart.
+The rule files are generated from fresh renders on every run and written next to copies of the test files
+under the fixed names the tests load, so the tests cannot drift from the chart: RULE_FILE from values.yaml
+(standalone, the default) and REPLICATION_RULE_FILE from values-replication.yaml (the replication alerts
+render only there).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from alert_history_cache import chart
 
 RULES_DIR = Path(__file__).resolve().parent
 RULE_FILE = "alert-history-rules.yaml"
+REPLICATION_RULE_FILE = "alert-history-rules-replication.yaml"
+VALUES_OF = {RULE_FILE: "values.yaml", REPLICATION_RULE_FILE: "values-replication.yaml"}
 RELEASE = "alerthistory"
 NAMESPACE = "cache"
 TEST_FILES = sorted(RULES_DIR.glob("*.test.yaml"))
@@ -37,24 +41,39 @@ PITFALLS = [
     "RedisTargetAbsent: pitfall pod disappears",
     "RedisOOMErrors: pitfall first error creates the series",
     "RedisOOMErrors: pitfall old errors after a Prometheus restart",
+    "RedisNoPrimary: pitfall the primary pod and its exporter are gone",
+    "RedisNoPrimary: pitfall a failover within `for`",
+    "RedisMultiplePrimaries: pitfall one scrape interval of overlap after a failover",
+    "RedisReplicaLinkDown: pitfall the primary has no link series",
+    "RedisReplicaLinkDown: pitfall a failover changes master_host",
+    "RedisSentinelQuorumUnreachable: pitfall every Sentinel is gone",
+    "RedisSentinelQuorumUnreachable: pitfall the check message changes",
+    "RedisHAProxyNoBackend: pitfall a failover within `for`",
 ]
 
 
-def rendered_rules() -> dict:
-    values = yaml.safe_load((RULES_DIR / "values.yaml").read_text())
+def rendered_rules(rule_file: str = RULE_FILE) -> dict:
+    values = yaml.safe_load((RULES_DIR / VALUES_OF[rule_file]).read_text())
     [rule] = chart.render(values, release=RELEASE, namespace=NAMESPACE).of_kind("PrometheusRule")
     return {"groups": rule["spec"]["groups"]}
 
 
 @pytest.fixture(scope="module")
-def rules() -> dict:
-    return rendered_rules()
+def rule_files() -> dict[str, dict]:
+    return {name: rendered_rules(name) for name in VALUES_OF}
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, rules) -> Path:
+def rules(rule_files) -> dict:
+    """Every rule of both renders (the replication render is a superset of the standalone one)."""
+    return rule_files[REPLICATION_RULE_FILE]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, rule_files) -> Path:
     d = tmp_path_factory.mktemp("promtool")
-    (d / RULE_FILE).write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
+    for name, rules in rule_files.items():
+        (d / name).write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
     for f in TEST_FILES:
         shutil.copy(f, d / f.name)
     return d
@@ -69,17 +88,33 @@ def seconds(duration: str) -> float:
     return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", duration))
 
 
-def test_files_load_the_generated_rules():
+def test_files_load_the_generated_rules(rule_files):
     assert TEST_FILES, "no tests/rules/*.test.yaml"
+    standalone = set(alerts(rule_files[RULE_FILE]))
     for f in TEST_FILES:
-        assert yaml.safe_load(f.read_text())["rule_files"] == [RULE_FILE], f.name
+        [loaded] = yaml.safe_load(f.read_text())["rule_files"]
+        assert loaded in VALUES_OF, f.name
+        # An alert that renders without replication is tested on the standalone render, the chart's default.
+        name = f.name.removesuffix(".test.yaml")
+        if name in standalone:
+            assert loaded == RULE_FILE, f.name
+
+
+def test_replication_render_adds_alerts_and_keeps_the_standalone_ones(rule_files):
+    standalone, replication = (set(alerts(rule_files[n])) for n in (RULE_FILE, REPLICATION_RULE_FILE))
+    assert standalone < replication
+    assert replication - standalone == {
+        "RedisNoPrimary", "RedisMultiplePrimaries", "RedisReplicaLinkDown", "RedisSentinelQuorumUnreachable",
+        "RedisHAProxyNoBackend",
+    }
 
 
 @needs_promtool
-def test_promtool_check_rules(workdir, rules):
-    proc = subprocess.run([PROMTOOL, "check", "rules", RULE_FILE], cwd=workdir, capture_output=True, text=True)
+@pytest.mark.parametrize("rule_file", list(VALUES_OF))
+def test_promtool_check_rules(workdir, rule_files, rule_file):
+    proc = subprocess.run([PROMTOOL, "check", "rules", rule_file], cwd=workdir, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    count = sum(len(g["rules"]) for g in rules["groups"])
+    count = sum(len(g["rules"]) for g in rule_files[rule_file]["groups"])
     assert f"SUCCESS: {count} rules found" in proc.stdout, proc.stdout
 
 
@@ -143,7 +178,7 @@ def test_pitfall_cases_exist():
 
 def test_every_test_file_matches_an_alert(rules):
     """RedisDown.test.yaml tests RedisDown: a renamed alert cannot leave its tests behind."""
-    names = set(alerts(rules)) | {"selectors", "records"}
+    names = set(alerts(rules)) | {"selectors", "records", "replication-selectors", "replication-records"}
     for f in TEST_FILES:
         assert f.name.removesuffix(".test.yaml") in names, f.name
 
