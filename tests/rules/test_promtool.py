@@ -195,3 +195,28 @@ def test_every_dashboard_target_is_valid_promql(tmp_path):
     proc = subprocess.run([PROMTOOL, "check", "rules", "panels.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
+
+
+def test_replication_alert_drills_cover_every_replication_alert(rule_files):
+    """tests/rules/replication-alert-drills.yaml, the plan of the end-to-end firings, names every alert that
+    only a replication release can fire, and only existing alerts."""
+    plan = yaml.safe_load((RULES_DIR / "replication-alert-drills.yaml").read_text())
+    replication_only = set(alerts(rule_files[REPLICATION_RULE_FILE])) - set(alerts(rule_files[RULE_FILE]))
+    assert set(plan["alerts"]) == replication_only | {"RedisReplicationLag"}
+    for name, drill in plan["alerts"].items():
+        assert {"induce", "expect", "watch", "remove"} <= set(drill), name
+    assert set(plan["values"]["monitoring"]["rules"]) == {a[0].lower() + a[1:] for a in plan["alerts"]}
+    # The drill values render, and shorten every `for` they name.
+    [rule] = chart.render(plan["values"], release=RELEASE, namespace=NAMESPACE).of_kind("PrometheusRule")
+    got = alerts({"groups": rule["spec"]["groups"]})
+    assert {name: got[name]["for"] for name in plan["alerts"]} == {name: "5s" for name in plan["alerts"]}
+
+
+@needs_promtool
+def test_replication_alert_drill_queries_are_valid_promql(tmp_path):
+    plan = yaml.safe_load((RULES_DIR / "replication-alert-drills.yaml").read_text())
+    records = [{"record": f"drill:{i}", "expr": d["watch"].replace("<ns>", NAMESPACE)}
+               for i, d in enumerate(plan["alerts"].values())]
+    (tmp_path / "drills.yaml").write_text(yaml.safe_dump({"groups": [{"name": "drills", "rules": records}]}))
+    proc = subprocess.run([PROMTOOL, "check", "rules", "drills.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
