@@ -177,9 +177,12 @@ def test_replication_panels(board):
     assert texts == {"primary", "replica"}
 
 
-def test_role_record_of_the_panels_is_rendered(render_chart):
+@pytest.mark.parametrize("architecture", ["standalone", "replication"])
+def test_role_record_of_the_panels_is_rendered(render_chart, architecture):
     """The role record renders in both architectures, so the role and failover panels work on standalone too."""
-    for values in (BASE, with_(BASE, **{"valkey.architecture": "replication", "valkey.replicas": 3})):
-        [rule] = render_chart(values).of_kind("PrometheusRule")
-        records = [r["record"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
-        assert cache_dashboard.PRIMARY_RECORD in records
+    values = with_(BASE, **{"valkey.architecture": architecture, "valkey.replicas": 3})
+    if architecture == "standalone":
+        values = BASE  # the default values, without the key
+    [rule] = render_chart(values).of_kind("PrometheusRule")
+    records = [r["record"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert cache_dashboard.PRIMARY_RECORD in records

@@ -64,11 +64,12 @@ def test_replication_alerts_render_only_with_replication(default, replication):
     assert not set(REPLICATION_ALERTS) & set(default)
 
 
-def test_labels_and_annotations_of_every_alert(replication):
+@pytest.mark.parametrize("render", ["default", "replication"])
+def test_labels_and_annotations_of_every_alert(request, render):
     base = "https://github.com/alert-history/alert-history-cache/blob/main/docs/runbooks"
     # Alerts about the whole release, not one pod: they name the namespace instead.
     release_wide = {"RedisNoPrimary", "RedisMultiplePrimaries"}
-    for name, rule in replication.items():
+    for name, rule in request.getfixturevalue(render).items():
         assert rule["labels"]["severity"] in ("critical", "warning"), name
         assert rule["labels"]["component"] == "redis", name
         ann = rule["annotations"]
@@ -80,8 +81,9 @@ def test_labels_and_annotations_of_every_alert(replication):
         assert ann["runbook_url"] == f"{base}/{name}.md", name
 
 
-def test_every_alert_has_a_runbook_with_the_four_sections(replication):
-    for name in replication:
+@pytest.mark.parametrize("render", ["default", "replication"])
+def test_every_alert_has_a_runbook_with_the_four_sections(request, render):
+    for name in request.getfixturevalue(render):
         path = RUNBOOKS / f"{name}.md"
         assert path.is_file(), f"missing {path}"
         headings = re.findall(r"^## (\w+)", path.read_text(), flags=re.M)
@@ -149,8 +151,14 @@ def test_conditional_alerts(render_chart):
     assert "RedisUnsavedChangesGrowing" not in alerts(render_chart, no_rdb)
 
 
-@pytest.mark.parametrize("alert", SPEC_ALERTS + EXTRA_ALERTS + REPLICATION_ALERTS)
-def test_each_alert_can_be_switched_off(render_chart, replication, alert):
+@pytest.mark.parametrize("alert", SPEC_ALERTS + EXTRA_ALERTS)
+def test_each_alert_can_be_switched_off(render_chart, default, alert):
+    got = alerts(render_chart, with_(BASE, **{f"monitoring.rules.{key_of(alert)}.enabled": False}))
+    assert sorted(got) == sorted(set(default) - {alert})
+
+
+@pytest.mark.parametrize("alert", REPLICATION_ALERTS)
+def test_each_replication_alert_can_be_switched_off(render_chart, replication, alert):
     got = alerts(render_chart, with_(REPLICATION, **{f"monitoring.rules.{key_of(alert)}.enabled": False}))
     assert sorted(got) == sorted(set(replication) - {alert})
 
