@@ -237,3 +237,16 @@ def test_replication_alert_drill_queries_are_valid_promql(tmp_path):
     (tmp_path / "drills.yaml").write_text(yaml.safe_dump({"groups": [{"name": "drills", "rules": records}]}))
     proc = subprocess.run([PROMTOOL, "check", "rules", "drills.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dashboard_queries_under_promtool_are_the_dashboards():
+    """records.test.yaml tests panel queries ("Dashboard: ..." groups): they must be the dashboard's own."""
+    sys.path.insert(0, str(chart.REPO_ROOT))
+    from dashboards import cache_dashboard
+
+    panels = dict(cache_dashboard.panel_exprs(namespace=NAMESPACE))
+    groups = [g for g in yaml.safe_load((RULES_DIR / "records.test.yaml").read_text())["tests"]
+              if g["name"].startswith("Dashboard: replication offset lag")]
+    assert groups
+    for group in groups:
+        assert {t["expr"] for t in group["promql_expr_test"]} == {panels["Replication offset lag"]}
