@@ -100,9 +100,9 @@ def test_every_selector_is_scoped_to_the_release(render_chart, values):
             assert selectors, rule
             for metric, matchers in selectors:
                 # Sentinel's and HAProxy's series come from their own scrape jobs.
-                own = {"redis_sentinel": SENTINEL_SEL, "haproxy": HAPROXY_SEL}
-                want = next((v for k, v in own.items() if metric.startswith(k)), SEL)
-                assert matchers.startswith(want), (rule.get("alert") or rule.get("record"), metric, matchers)
+                own = {"redis_sentinel": [SENTINEL_SEL], "haproxy": [HAPROXY_SEL], "up": [SEL, HAPROXY_SEL]}
+                want = next((v for k, v in own.items() if metric.startswith(k)), [SEL])
+                assert matchers.startswith(tuple(want)), (rule.get("alert") or rule.get("record"), metric, matchers)
             # No metric without a selector: every redis_* or haproxy_* name and `up` is followed by `{`.
             bare = re.findall(r"\b(redis_[a-z0-9_]+|haproxy_[a-z0-9_]+|up)\b(?!\{)", expr)
             assert bare == [], (rule.get("alert"), bare)
@@ -173,7 +173,9 @@ def test_replication_alerts_guard_against_the_pitfalls(replication):
         f"min without (master_host, master_port) (redis_master_link_up{{{SEL}}}) == 0")
     quorum = replication["RedisSentinelQuorumUnreachable"]["expr"]
     assert "min without (message)" in quorum and "or vector(0)) < 2," in quorum and "or on (namespace)" in quorum
-    assert replication["RedisHAProxyNoBackend"]["expr"] == f"haproxy_backend_active_servers{{{HAPROXY_SEL}}} == 0"
+    haproxy = replication["RedisHAProxyNoBackend"]["expr"]
+    assert haproxy.startswith(f"haproxy_backend_active_servers{{{HAPROXY_SEL}}} == 0\nor on (namespace)\n")
+    assert f"(count(up{{{HAPROXY_SEL}}} == 1) or vector(0)) == 0" in haproxy
 
 
 @pytest.mark.parametrize("replicas, quorum, needed", [(3, None, 2), (5, None, 3), (5, 4, 4), (5, 1, 3)])
