@@ -71,14 +71,14 @@ def _server(engine: engines.Engine, port: int, data: Path, *extra: str) -> TCPEx
     return TCPExecutor(cmd, host="127.0.0.1", port=port, timeout=30)
 
 
-def _exporter(redis_port: int, port: int, user: str = "exporter", password: str = EXPORTER_PASSWORD) -> HTTPExecutor:
+def _exporter(redis_port: int, port: int, user: str | None = "exporter", password: str = EXPORTER_PASSWORD) -> HTTPExecutor:
     cmd = [
         str(engines.EXPORTER.binary), "-redis.addr", f"redis://127.0.0.1:{redis_port}",
         "-web.listen-address", f"127.0.0.1:{port}",
     ]
     # The password reaches the exporter through its environment, never argv (the pod itself reads a file
     # that config-init writes, REDIS_PASSWORD_FILE; the metric names do not depend on how it logs in).
-    env = {"REDIS_USER": user, "REDIS_PASSWORD": password, "PATH": "/usr/bin:/bin"}
+    env = {"REDIS_USER": user, "REDIS_PASSWORD": password, "PATH": "/usr/bin:/bin"} if user else {"PATH": "/usr/bin:/bin"}
     return HTTPExecutor(cmd, url=f"http://127.0.0.1:{port}/metrics", timeout=30, envvars=env)
 
 
