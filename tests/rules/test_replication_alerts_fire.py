@@ -1,4 +1,4 @@
-"""The replication alerts fire for their real causes: real Prometheus evaluates the chart's rendered rules over
+"""The replication alerts, and RedisReplicationLag, fire for their real causes: real Prometheus evaluates the chart's rendered rules over
 real exporters of a real primary and replica, three real Sentinels and a real HAProxy, scraped under the
 labels the ServiceMonitors give (job = the metrics Service, namespace, pod, instance).
 
@@ -34,7 +34,7 @@ NS = "cache"
 DATA_JOB, SENTINEL_JOB, HAPROXY_JOB = (f"alerthistory-redis-{j}" for j in ("metrics", "sentinel-metrics", "haproxy-metrics"))
 RULES_DIR = Path(__file__).resolve().parent
 REPLICATION_ALERTS = ["RedisNoPrimary", "RedisMultiplePrimaries", "RedisReplicaLinkDown",
-                      "RedisSentinelQuorumUnreachable", "RedisHAProxyNoBackend"]
+                      "RedisSentinelQuorumUnreachable", "RedisHAProxyNoBackend", "RedisReplicationLag"]
 
 
 def rendered_rules() -> dict:
@@ -85,7 +85,8 @@ def test_replication_alerts_fire_for_their_causes(engine_name, tmp_path):
     s_ports = [next(ports) for _ in range(3)]
     with contextlib.ExitStack() as stack:
         primary_proc = stack.enter_context(_server(engine, p_port, tmp_path / "primary"))
-        stack.enter_context(_server(engine, r_port, tmp_path / "replica", "--replicaof", "127.0.0.1", str(p_port)))
+        replica_proc = stack.enter_context(
+            _server(engine, r_port, tmp_path / "replica", "--replicaof", "127.0.0.1", str(p_port)))
         primary, replica = redis.Redis(port=p_port), redis.Redis(port=r_port)
         wait_until(lambda: replica.info("replication").get("master_link_status") == "up", 30, "the replica to sync")
         sentinels = [stack.enter_context(_sentinel(engine, p, p_port, tmp_path / f"sentinel-{i}"))
@@ -187,3 +188,11 @@ def test_replication_alerts_fire_for_their_causes(engine_name, tmp_path):
             wait_until(lambda: firing("RedisSentinelQuorumUnreachable", pod="alerthistory-redis-0", master_name="alerthistory"),
                        60, "RedisSentinelQuorumUnreachable from the Sentinel left")
         wait_until(lambda: "RedisSentinelQuorumUnreachable" not in states(), 60, "the quorum alert to resolve")
+
+        # A replica hangs for less than repl-timeout (60 s): the primary's ack lag grows past the drill
+        # threshold (5 s) before the primary drops it. (With the chart's defaults, 30 s for 5m, it cannot: the
+        # lag series ends at repl-timeout; see docs/runbooks/RedisReplicationLag.md.)
+        with frozen(replica_proc):
+            wait_until(lambda: firing("RedisReplicationLag", pod="alerthistory-redis-0", slave_ip="127.0.0.1"), 45,
+                       "RedisReplicationLag on the primary")
+        wait_until(lambda: "RedisReplicationLag" not in states(), 60, "the lag alert to resolve")
