@@ -6,7 +6,10 @@
 Every target is PromQL over metrics that redis_exporter 1.45/1.55 exports (checked against a real exporter by
 tests/rules/test_exporter_metrics.py), plus `alerthistory:redis_container_memory_limit_bytes`, a recording
 rule of the chart's PrometheusRule: the container memory limit is known at render time only, and this way
-the panel works without kube-state-metrics.
+the panel works without kube-state-metrics; and `alerthistory:redis_is_primary` (1 on the primary, 0 on a replica,
+per pod), the role timeline and failover count. The replication row's other series exist only with
+`valkey.architecture: replication`: replicas' link and offsets, the Sentinels' exporters (in the data pods, so
+the same pod selector) and HAProxy's metrics (its pods are in the Pod variable too).
 
 For end-to-end tests: `targets()` lists every (panel, refId, expr) of the generated dashboard and
 `panel_exprs(namespace=..., pod=...)` gives (panel title, PromQL) pairs with the Grafana variables resolved,
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
@@ -38,6 +41,7 @@ SEL = 'namespace="$namespace",pod=~"$pod"'
 RATE = "$__rate_interval"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 LIMIT_RECORD = "alerthistory:redis_container_memory_limit_bytes"
+PRIMARY_RECORD = "alerthistory:redis_is_primary"
 
 
 def q(expr: str, legend: str = "{{pod}}") -> prometheus.Dataquery:
@@ -114,6 +118,27 @@ def single(title: str, description: str, unit: str, queries: list, *, w: int = 6
     return _targets(panel, queries)
 
 
+def role_timeline(title: str, description: str, queries: list, *, w: int = 12, h: int = 6):
+    """Primary or replica per pod over time, from the role record."""
+    roles = model.ValueMap(
+        options={
+            "0": model.ValueMappingResult(text="replica", color="blue", index=0),
+            "1": model.ValueMappingResult(text="primary", color="green", index=1),
+        }
+    )
+    panel = (
+        statetimeline.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .span(w)
+        .height(h)
+        .mappings([roles])
+        .show_value(common.VisibilityMode.AUTO)
+    )
+    return _targets(panel, queries)
+
+
 def variables() -> list:
     return [
         dash.DatasourceVariable("datasource").label("Data source").type("prometheus"),
@@ -126,7 +151,8 @@ def variables() -> list:
         dash.QueryVariable("pod")
         .label("Pod")
         .datasource(DATASOURCE)
-        .query('label_values(redis_up{namespace="$namespace"}, pod)')
+        # The data pods, and the HAProxy pods of replication (for the HAProxy panel).
+        .query('label_values({__name__=~"redis_up|haproxy_process_uptime_seconds",namespace="$namespace"}, pod)')
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -344,6 +370,79 @@ def build() -> model.Dashboard:
                     "ack lag s {{pod}} {{slave_ip}}",
                 ),
                 q(f"redis_master_last_io_seconds_ago{{{SEL}}}", "since primary s {{pod}}"),
+            ],
+            min=0,
+        ),
+        dash.Row("Replication and failover"),
+        role_timeline(
+            "Role per pod",
+            "Primary or replica, per data pod (from the chart's alerthistory:redis_is_primary record). Two "
+            "primaries at once for longer than a scrape interval is split brain (RedisMultiplePrimaries); "
+            "none is RedisNoPrimary.",
+            [q(f"{PRIMARY_RECORD}{{{SEL}}}")],
+        ),
+        series(
+            "Failovers",
+            "Promotions to primary per interval (a pod's role going from replica to primary), and the primary "
+            "each Sentinel names: a new address is a failover.",
+            "short",
+            [
+                q(
+                    f"sum by (pod) (changes({PRIMARY_RECORD}{{{SEL}}}[{RATE}])"
+                    f" - resets({PRIMARY_RECORD}{{{SEL}}}[{RATE}]))",
+                    "promoted {{pod}}",
+                ),
+                q(f"max by (pod, master_address) (redis_sentinel_master_status{{{SEL}}})",
+                  "Sentinel {{pod}}: {{master_address}}"),
+            ],
+            min=0,
+        ),
+        series(
+            "Replication offset lag",
+            "Bytes each replica's acknowledged offset is behind its primary's, measured on the primary (one "
+            "scrape, so no cross-pod skew; 0 at worst after a failover or restart resets offsets). What a "
+            "failover to that replica would lose.",
+            "bytes",
+            [
+                q(
+                    f"clamp_min(max by (pod) (redis_master_repl_offset{{{SEL}}}) - on (pod) group_right"
+                    f" max by (pod, slave_ip, slave_port) (redis_connected_slave_offset_bytes{{{SEL}}}), 0)",
+                    "{{pod}} to {{slave_ip}}",
+                ),
+            ],
+            min=0,
+        ),
+        single(
+            "Replica link status",
+            "master_link_status of each replica (RedisReplicaLinkDown); the primary has none.",
+            "none",
+            [q(f"min without (master_host, master_port) (redis_master_link_up{{{SEL}}})", "{{pod}}")],
+            mappings=[
+                model.ValueMap(
+                    options={
+                        "0": model.ValueMappingResult(text="DOWN", color="red", index=0),
+                        "1": model.ValueMappingResult(text="UP", color="green", index=1),
+                    }
+                )
+            ],
+        ),
+        single(
+            "Sentinel quorum",
+            "SENTINEL CKQUORUM on each Sentinel: FAILED means no failover can be authorized "
+            "(RedisSentinelQuorumUnreachable).",
+            "none",
+            [q(f"min without (message) (redis_sentinel_master_ckquorum_status{{{SEL}}})", "{{pod}}")],
+            mappings=ok_mapping(),
+        ),
+        series(
+            "HAProxy backend state",
+            "Servers passing the primary check per HAProxy pod (1 normally; 0 is RedisHAProxyNoBackend, 2 "
+            "would send writes to two servers), and each server's check state. HAProxy pods show with Pod = All "
+            "or when selected.",
+            "short",
+            [
+                q(f"haproxy_backend_active_servers{{{SEL}}}", "live servers {{pod}} {{proxy}}"),
+                q(f'max by (pod, server) (haproxy_server_status{{{SEL},state="UP"}})', "UP {{pod}} {{server}}"),
             ],
             min=0,
         ),

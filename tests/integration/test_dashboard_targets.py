@@ -41,9 +41,8 @@ def test_every_panel_target_returns_data(make_stack, engine) -> None:
                            rate_interval="10s", replication=False)
     skipped = [t for t in cd.targets() if t.replication_only]
     assert len(exprs) + len(skipped) == len(cd.targets()) and exprs
-    # Excepted by name: only the replication lag series, which exist only where replication runs.
-    assert all(any(m in t.expr for m in ("redis_connected_slave_lag_seconds", "redis_master_last_io_seconds_ago"))
-               for t in skipped), skipped
+    # Excepted by name: only the series that exist only where replication runs (replicas, Sentinel, HAProxy).
+    assert all(any(m in t.expr for m in cd.REPLICATION_ONLY_METRICS) for t in skipped), skipped
 
     seen: dict = {}
 

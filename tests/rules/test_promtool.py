@@ -1,7 +1,9 @@
 """promtool on the PrometheusRule the chart renders: `check rules`, then the committed unit tests.
 
-The rule file is generated from a fresh render on every run and written next to copies of the test files
-under the fixed name the tests load (RULE_FILE), so the tests cannot drift from the chart.
+The rule files are generated from fresh renders on every run and written next to copies of the test files
+under the fixed names the tests load, so the tests cannot drift from the chart: RULE_FILE from values.yaml
+(standalone, the default) and REPLICATION_RULE_FILE from values-replication.yaml (the replication alerts
+render only there).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from alert_history_cache import chart
 
 RULES_DIR = Path(__file__).resolve().parent
 RULE_FILE = "alert-history-rules.yaml"
+REPLICATION_RULE_FILE = "alert-history-rules-replication.yaml"
+VALUES_OF = {RULE_FILE: "values.yaml", REPLICATION_RULE_FILE: "values-replication.yaml"}
 RELEASE = "alerthistory"
 NAMESPACE = "cache"
 TEST_FILES = sorted(RULES_DIR.glob("*.test.yaml"))
@@ -37,27 +41,55 @@ PITFALLS = [
     "RedisTargetAbsent: pitfall pod disappears",
     "RedisOOMErrors: pitfall first error creates the series",
     "RedisOOMErrors: pitfall old errors after a Prometheus restart",
+    "RedisNoPrimary: pitfall the primary pod and its exporter are gone",
+    "RedisNoPrimary: pitfall a failover within `for`",
+    "RedisMultiplePrimaries: pitfall one scrape interval of overlap after a failover",
+    "RedisReplicaLinkDown: pitfall the primary has no link series",
+    "RedisReplicaLinkDown: pitfall a failover changes master_host",
+    "RedisSentinelQuorumUnreachable: pitfall every Sentinel is gone",
+    "RedisSentinelQuorumUnreachable: pitfall the check message changes",
+    "RedisHAProxyNoBackend: pitfall a failover within `for`",
 ]
 
 
-def rendered_rules() -> dict:
-    values = yaml.safe_load((RULES_DIR / "values.yaml").read_text())
+@functools.lru_cache(maxsize=None)
+def _render(rule_file: str) -> str:
+    values = yaml.safe_load((RULES_DIR / VALUES_OF[rule_file]).read_text())
     [rule] = chart.render(values, release=RELEASE, namespace=NAMESPACE).of_kind("PrometheusRule")
-    return {"groups": rule["spec"]["groups"]}
+    return yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False, width=1000)
+
+
+def rendered_rules(rule_file: str = RULE_FILE) -> dict:
+    return yaml.safe_load(_render(rule_file))
+
+
+def files_loading(rule_file: str) -> list[Path]:
+    return [f for f in TEST_FILES if yaml.safe_load(f.read_text())["rule_files"] == [rule_file]]
 
 
 @pytest.fixture(scope="module")
-def rules() -> dict:
-    return rendered_rules()
+def rule_files() -> dict[str, dict]:
+    return {name: rendered_rules(name) for name in VALUES_OF}
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, rules) -> Path:
-    d = tmp_path_factory.mktemp("promtool")
-    (d / RULE_FILE).write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
-    for f in TEST_FILES:
-        shutil.copy(f, d / f.name)
-    return d
+def rules(rule_files) -> dict:
+    """Every rule of both renders (the replication render is a superset of the standalone one)."""
+    return rule_files[REPLICATION_RULE_FILE]
+
+
+@pytest.fixture(params=list(VALUES_OF))
+def rule_file(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def workdir(tmp_path, rule_file) -> Path:
+    """The rendered rule file and the test files that load it, each render checked on its own."""
+    (tmp_path / rule_file).write_text(_render(rule_file))
+    for f in files_loading(rule_file):
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path
 
 
 def alerts(rules: dict) -> dict[str, dict]:
@@ -71,21 +103,37 @@ def seconds(duration: str) -> float:
 
 def test_files_load_the_generated_rules():
     assert TEST_FILES, "no tests/rules/*.test.yaml"
+    standalone = set(alerts(rendered_rules(RULE_FILE)))
     for f in TEST_FILES:
-        assert yaml.safe_load(f.read_text())["rule_files"] == [RULE_FILE], f.name
+        [loaded] = yaml.safe_load(f.read_text())["rule_files"]
+        assert loaded in VALUES_OF, f.name
+        # An alert that renders without replication is tested on the standalone render, the chart's default.
+        name = f.name.removesuffix(".test.yaml")
+        if name in standalone:
+            assert loaded == RULE_FILE, f.name
+
+
+def test_replication_render_adds_alerts_and_keeps_the_standalone_ones(rule_files):
+    standalone, replication = (set(alerts(rule_files[n])) for n in (RULE_FILE, REPLICATION_RULE_FILE))
+    assert standalone < replication
+    assert replication - standalone == {
+        "RedisNoPrimary", "RedisMultiplePrimaries", "RedisReplicaLinkDown", "RedisSentinelQuorumUnreachable",
+        "RedisHAProxyNoBackend",
+    }
 
 
 @needs_promtool
-def test_promtool_check_rules(workdir, rules):
-    proc = subprocess.run([PROMTOOL, "check", "rules", RULE_FILE], cwd=workdir, capture_output=True, text=True)
+def test_promtool_check_rules(workdir, rule_file):
+    proc = subprocess.run([PROMTOOL, "check", "rules", rule_file], cwd=workdir, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    count = sum(len(g["rules"]) for g in rules["groups"])
+    count = sum(len(g["rules"]) for g in rendered_rules(rule_file)["groups"])
     assert f"SUCCESS: {count} rules found" in proc.stdout, proc.stdout
 
 
 @needs_promtool
-def test_promtool_test_rules(workdir):
-    names = [f.name for f in TEST_FILES]
+def test_promtool_test_rules(workdir, rule_file):
+    names = [f.name for f in files_loading(rule_file)]
+    assert names, rule_file
     proc = subprocess.run([PROMTOOL, "test", "rules", *names], cwd=workdir, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("SUCCESS") == len(names), proc.stdout
@@ -116,8 +164,12 @@ def _cases(alert: str) -> list[dict]:
     return out
 
 
-def test_every_alert_has_firing_pending_and_not_firing_cases(rules):
-    for name, rule in alerts(rules).items():
+def test_every_alert_has_firing_pending_and_not_firing_cases(rule_file):
+    """Per render: the standalone alerts, then the ones only the replication render adds."""
+    rules = alerts(rendered_rules(rule_file))
+    if rule_file == REPLICATION_RULE_FILE:
+        rules = {k: v for k, v in rules.items() if k not in alerts(rendered_rules(RULE_FILE))}
+    for name, rule in rules.items():
         cases = _cases(name)
         hold = seconds(rule["for"])
         assert hold > 0, f"{name}: a `for` of 0 leaves no pending phase to test"
@@ -143,7 +195,7 @@ def test_pitfall_cases_exist():
 
 def test_every_test_file_matches_an_alert(rules):
     """RedisDown.test.yaml tests RedisDown: a renamed alert cannot leave its tests behind."""
-    names = set(alerts(rules)) | {"selectors", "records"}
+    names = set(alerts(rules)) | {"selectors", "records", "replication-selectors", "replication-records"}
     for f in TEST_FILES:
         assert f.name.removesuffix(".test.yaml") in names, f.name
 
@@ -160,3 +212,41 @@ def test_every_dashboard_target_is_valid_promql(tmp_path):
     proc = subprocess.run([PROMTOOL, "check", "rules", "panels.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
+
+
+def test_replication_alert_drills_cover_every_replication_alert(rule_files):
+    """tests/rules/replication-alert-drills.yaml, the plan of the end-to-end firings, names every alert that
+    only a replication release can fire, and only existing alerts."""
+    plan = yaml.safe_load((RULES_DIR / "replication-alert-drills.yaml").read_text())
+    replication_only = set(alerts(rule_files[REPLICATION_RULE_FILE])) - set(alerts(rule_files[RULE_FILE]))
+    assert set(plan["alerts"]) == replication_only | {"RedisReplicationLag"}
+    for name, drill in plan["alerts"].items():
+        assert {"induce", "expect", "watch", "remove"} <= set(drill), name
+    assert set(plan["values"]["monitoring"]["rules"]) == {a[0].lower() + a[1:] for a in plan["alerts"]}
+    # The drill values render, and shorten every `for` they name.
+    [rule] = chart.render(plan["values"], release=RELEASE, namespace=NAMESPACE).of_kind("PrometheusRule")
+    got = alerts({"groups": rule["spec"]["groups"]})
+    assert {name: got[name]["for"] for name in plan["alerts"]} == {name: "5s" for name in plan["alerts"]}
+
+
+@needs_promtool
+def test_replication_alert_drill_queries_are_valid_promql(tmp_path):
+    plan = yaml.safe_load((RULES_DIR / "replication-alert-drills.yaml").read_text())
+    records = [{"record": f"drill:{i}", "expr": d["watch"].replace("<ns>", NAMESPACE)}
+               for i, d in enumerate(plan["alerts"].values())]
+    (tmp_path / "drills.yaml").write_text(yaml.safe_dump({"groups": [{"name": "drills", "rules": records}]}))
+    proc = subprocess.run([PROMTOOL, "check", "rules", "drills.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dashboard_queries_under_promtool_are_the_dashboards():
+    """records.test.yaml tests panel queries ("Dashboard: ..." groups): they must be the dashboard's own."""
+    sys.path.insert(0, str(chart.REPO_ROOT))
+    from dashboards import cache_dashboard
+
+    panels = dict(cache_dashboard.panel_exprs(namespace=NAMESPACE))
+    groups = [g for g in yaml.safe_load((RULES_DIR / "records.test.yaml").read_text())["tests"]
+              if g["name"].startswith("Dashboard: replication offset lag")]
+    assert groups
+    for group in groups:
+        assert {t["expr"] for t in group["promql_expr_test"]} == {panels["Replication offset lag"]}

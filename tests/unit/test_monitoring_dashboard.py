@@ -99,7 +99,8 @@ def test_uid_variables_and_spec_panels(board):
     assert list(variables) == ["datasource", "namespace", "pod"]
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     assert variables["namespace"]["query"] == "label_values(redis_up, namespace)"
-    assert variables["pod"]["query"] == 'label_values(redis_up{namespace="$namespace"}, pod)'
+    assert variables["pod"]["query"] == (
+        'label_values({__name__=~"redis_up|haproxy_process_uptime_seconds",namespace="$namespace"}, pod)')
     assert variables["pod"]["includeAll"] and variables["pod"]["allValue"] == ".*"
     titles = [p["title"] for p in board["panels"] if p["type"] != "row"]
     assert len(titles) == len(set(titles)) >= 12
@@ -120,7 +121,8 @@ def test_every_target_is_scoped_and_uses_the_datasource_variable(board):
             selectors = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", t["expr"])
             assert selectors, (panel["title"], t["expr"])
             for metric, matchers in selectors:
-                assert matchers == 'namespace="$namespace",pod=~"$pod"', (panel["title"], metric)
+                # The variables first; a panel may narrow further (a state, a role).
+                assert re.fullmatch(r'namespace="\$namespace",pod=~"\$pod"(,\w+="[^"]*")*', matchers), (panel["title"], metric)
 
 
 def test_memory_panel_shows_rss_against_the_container_limit(render_chart, board):
@@ -146,5 +148,41 @@ def test_panel_exprs_api_for_end_to_end_tests():
         assert ("[30s]" in expr) == ("$__rate_interval" in original)
     without = cache_dashboard.panel_exprs(namespace="cache", replication=False)
     dropped = {e for _, e in raw} - {e for _, e in cache_dashboard.panel_exprs(replication=False)}
-    assert len(without) == len(raw) - 2
+    # The lag pair of "Replication", the Sentinel's primary (Failovers), offset lag, link status, quorum, and
+    # the two HAProxy queries.
+    assert len(without) == len(raw) - 8
     assert all(any(m in e for m in cache_dashboard.REPLICATION_ONLY_METRICS) for e in dropped)
+
+
+def test_replication_panels(board):
+    """Role per pod, offset lag, link status, failovers and HAProxy backend state, each on its metric."""
+    panels = {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in board["panels"]}
+    row = [p["title"] for p in board["panels"]]
+    assert row.index("Replication and failover") < row.index("Role per pod")
+    wanted = {
+        "Role per pod": [cache_dashboard.PRIMARY_RECORD],
+        "Failovers": [f"changes({cache_dashboard.PRIMARY_RECORD}", "redis_sentinel_master_status"],
+        "Replication offset lag": ["redis_master_repl_offset", "redis_connected_slave_offset_bytes", "clamp_min("],
+        "Replica link status": ["redis_master_link_up"],
+        "Sentinel quorum": ["redis_sentinel_master_ckquorum_status"],
+        "HAProxy backend state": ["haproxy_backend_active_servers", "haproxy_server_status"],
+    }
+    for title, needles in wanted.items():
+        text = "\n".join(panels[title])
+        for needle in needles:
+            assert needle in text, (title, needle)
+    [timeline] = [p for p in board["panels"] if p["title"] == "Role per pod"]
+    assert timeline["type"] == "state-timeline"
+    texts = {o["text"] for m in timeline["fieldConfig"]["defaults"]["mappings"] for o in m["options"].values()}
+    assert texts == {"primary", "replica"}
+
+
+@pytest.mark.parametrize("architecture", ["standalone", "replication"])
+def test_role_record_of_the_panels_is_rendered(render_chart, architecture):
+    """The role record renders in both architectures, so the role and failover panels work on standalone too."""
+    values = with_(BASE, **{"valkey.architecture": architecture, "valkey.replicas": 3})
+    if architecture == "standalone":
+        values = BASE  # the default values, without the key
+    [rule] = render_chart(values).of_kind("PrometheusRule")
+    records = [r["record"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert cache_dashboard.PRIMARY_RECORD in records

@@ -19,7 +19,14 @@ SPEC_ALERTS = [
     "RedisReplicationLag", "RedisLowHitRate",
 ]  # fmt: skip
 EXTRA_ALERTS = ["RedisTargetAbsent", "RedisExporterDown", "RedisAofWriteFailure", "RedisUnsavedChangesGrowing", "RedisOOMErrors"]
+REPLICATION_ALERTS = [
+    "RedisNoPrimary", "RedisMultiplePrimaries", "RedisReplicaLinkDown", "RedisSentinelQuorumUnreachable",
+    "RedisHAProxyNoBackend",
+]  # fmt: skip
 RUNBOOKS = chart.REPO_ROOT / "docs" / "runbooks"
+REPLICATION = with_(BASE, **{"valkey.architecture": "replication", "valkey.replicas": 3})
+SENTINEL_SEL = 'job="alerthistory-redis-sentinel-metrics",namespace="cache"'
+HAPROXY_SEL = 'job="alerthistory-redis-haproxy-metrics",namespace="cache"'
 
 
 
@@ -43,43 +50,61 @@ def default(render_chart):
     return alerts(render_chart)
 
 
+@pytest.fixture(scope="module")
+def replication(render_chart):
+    return alerts(render_chart, REPLICATION)
+
+
 def test_the_required_alerts_and_the_extras_render_by_default(default):
     assert sorted(default) == sorted(SPEC_ALERTS + EXTRA_ALERTS)
 
 
-def test_labels_and_annotations_of_every_alert(default):
+def test_replication_alerts_render_only_with_replication(default, replication):
+    assert sorted(replication) == sorted(SPEC_ALERTS + EXTRA_ALERTS + REPLICATION_ALERTS)
+    assert not set(REPLICATION_ALERTS) & set(default)
+
+
+@pytest.mark.parametrize("render", ["default", "replication"])
+def test_labels_and_annotations_of_every_alert(request, render):
     base = "https://github.com/alert-history/alert-history-cache/blob/main/docs/runbooks"
-    for name, rule in default.items():
+    # Alerts about the whole release, not one pod: they name the namespace instead.
+    release_wide = {"RedisNoPrimary", "RedisMultiplePrimaries"}
+    for name, rule in request.getfixturevalue(render).items():
         assert rule["labels"]["severity"] in ("critical", "warning"), name
         assert rule["labels"]["component"] == "redis", name
         ann = rule["annotations"]
         assert set(ann) == {"summary", "description", "runbook_url"}, name
         assert ann["summary"].endswith(".") and "{{" not in ann["summary"], name
         # Prometheus templates survive Helm (escaped in the chart), pod and value in every description.
-        assert "{{ $labels.pod }}" in ann["description"], name
+        assert ("{{ $labels.namespace }}" if name in release_wide else "{{ $labels.pod }}") in ann["description"], name
         assert re.search(r"\{\{ \$value( \| \w+)? \}\}", ann["description"]), name
         assert ann["runbook_url"] == f"{base}/{name}.md", name
 
 
-def test_every_alert_has_a_runbook_with_the_four_sections(default):
-    for name in default:
+@pytest.mark.parametrize("render", ["default", "replication"])
+def test_every_alert_has_a_runbook_with_the_four_sections(request, render):
+    for name in request.getfixturevalue(render):
         path = RUNBOOKS / f"{name}.md"
         assert path.is_file(), f"missing {path}"
         headings = re.findall(r"^## (\w+)", path.read_text(), flags=re.M)
         assert headings[:4] == ["Meaning", "Impact", "Diagnosis", "Mitigation"], (name, headings)
 
 
-def test_every_selector_is_scoped_to_the_release(render_chart):
-    obj = rule_object(render_chart)
+@pytest.mark.parametrize("values", [BASE, REPLICATION], ids=["standalone", "replication"])
+def test_every_selector_is_scoped_to_the_release(render_chart, values):
+    obj = rule_object(render_chart, values)
     for group in obj["spec"]["groups"]:
         for rule in group["rules"]:
             expr = re.sub(r'"[^"]*"', lambda m: m.group(0).replace("{", "").replace("}", ""), rule["expr"])
             selectors = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", expr)
             assert selectors, rule
             for metric, matchers in selectors:
-                assert matchers.startswith(SEL), (rule.get("alert") or rule.get("record"), metric, matchers)
-            # No metric without a selector: every redis_* name and `up` is followed by `{`.
-            bare = re.findall(r"\b(redis_[a-z0-9_]+|up)\b(?!\{)", expr)
+                # Sentinel's and HAProxy's series come from their own scrape jobs.
+                own = {"redis_sentinel": [SENTINEL_SEL], "haproxy": [HAPROXY_SEL], "up": [SEL, HAPROXY_SEL]}
+                want = next((v for k, v in own.items() if metric.startswith(k)), [SEL])
+                assert matchers.startswith(tuple(want)), (rule.get("alert") or rule.get("record"), metric, matchers)
+            # No metric without a selector: every redis_* or haproxy_* name and `up` is followed by `{`.
+            bare = re.findall(r"\b(redis_[a-z0-9_]+|haproxy_[a-z0-9_]+|up)\b(?!\{)", expr)
             assert bare == [], (rule.get("alert"), bare)
 
 
@@ -107,8 +132,8 @@ def test_rss_is_judged_against_the_rendered_container_limit(render_chart):
         oom = {r["alert"]: r for g in obj["spec"]["groups"] for r in g["rules"] if "alert" in r}["RedisOutOfMemory"]
         assert oom["expr"] == f"redis_memory_used_rss_bytes{{{SEL}}} / {number} > 0.9"
         assert quantity in oom["annotations"]["description"]
-        [record] = [r for g in obj["spec"]["groups"] for r in g["rules"] if "record" in r]
-        assert record["record"] == "alerthistory:redis_container_memory_limit_bytes"
+        [record] = [r for g in obj["spec"]["groups"] for r in g["rules"]
+                    if r.get("record") == "alerthistory:redis_container_memory_limit_bytes"]
         assert record["expr"] == f"up{{{SEL}}} * 0 + {number}"
 
 
@@ -116,7 +141,8 @@ def test_without_a_memory_limit_there_is_no_rss_alert_and_no_limit_record(render
     values = with_(BASE, **{"valkey.resources.limits.memory": None})  # null removes a default in Helm
     obj = rule_object(render_chart, values)
     assert "RedisOutOfMemory" not in alerts(render_chart, values)
-    assert [g["name"] for g in obj["spec"]["groups"]] == ["alerthistory-redis.alerts"]
+    records = [r["record"] for g in obj["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert records == ["alerthistory:redis_is_primary"]
 
 
 def test_conditional_alerts(render_chart):
@@ -129,6 +155,49 @@ def test_conditional_alerts(render_chart):
 def test_each_alert_can_be_switched_off(render_chart, default, alert):
     got = alerts(render_chart, with_(BASE, **{f"monitoring.rules.{key_of(alert)}.enabled": False}))
     assert sorted(got) == sorted(set(default) - {alert})
+
+
+@pytest.mark.parametrize("alert", REPLICATION_ALERTS)
+def test_each_replication_alert_can_be_switched_off(render_chart, replication, alert):
+    got = alerts(render_chart, with_(REPLICATION, **{f"monitoring.rules.{key_of(alert)}.enabled": False}))
+    assert sorted(got) == sorted(set(replication) - {alert})
+
+
+def test_replication_alerts_guard_against_the_pitfalls(replication):
+    master = f'redis_instance_info{{{SEL},role="master"}}'
+    # A dead primary's exporter dies with it: absent(), since count() of nothing is nothing, not 0.
+    assert replication["RedisNoPrimary"]["expr"] == f"absent({master})"
+    assert replication["RedisMultiplePrimaries"]["expr"] == f"count by (job, namespace) ({master}) > 1"
+    # Only replicas have the link series; the master_host label changes on a failover.
+    assert replication["RedisReplicaLinkDown"]["expr"] == (
+        f"min without (master_host, master_port) (redis_master_link_up{{{SEL}}}) == 0")
+    quorum = replication["RedisSentinelQuorumUnreachable"]["expr"]
+    assert "min without (message)" in quorum and "or vector(0)) < 2," in quorum and "or on (namespace)" in quorum
+    haproxy = replication["RedisHAProxyNoBackend"]["expr"]
+    assert haproxy.startswith(f"haproxy_backend_active_servers{{{HAPROXY_SEL}}} == 0\nor on (namespace)\n")
+    assert f"(count(up{{{HAPROXY_SEL}}} == 1) or vector(0)) == 0" in haproxy
+
+
+@pytest.mark.parametrize("replicas, quorum, needed", [(3, None, 2), (5, None, 3), (5, 4, 4), (5, 1, 3)])
+def test_sentinel_quorum_alert_needs_the_quorum_and_a_majority(render_chart, replicas, quorum, needed):
+    dotted = {"valkey.replicas": replicas}
+    if quorum is not None:
+        dotted["valkey.sentinel.quorum"] = quorum
+    rule = alerts(render_chart, with_(REPLICATION, **dotted))["RedisSentinelQuorumUnreachable"]
+    assert f"or vector(0)) < {needed}," in rule["expr"]
+    assert f"a failover needs {needed}:" in rule["annotations"]["description"]
+
+
+def test_replication_alerts_for_and_severity_from_values(render_chart, replication):
+    defaults = {a: (replication[a]["for"], replication[a]["labels"]["severity"]) for a in REPLICATION_ALERTS}
+    assert defaults == {
+        "RedisNoPrimary": ("1m", "critical"), "RedisMultiplePrimaries": ("1m", "critical"),
+        "RedisReplicaLinkDown": ("2m", "warning"), "RedisSentinelQuorumUnreachable": ("1m", "critical"),
+        "RedisHAProxyNoBackend": ("1m", "critical"),
+    }  # fmt: skip
+    # A values key overrides its default alone; the others keep theirs.
+    got = alerts(render_chart, with_(REPLICATION, **{"monitoring.rules.redisReplicaLinkDown.for": "5m"}))
+    assert (got["RedisReplicaLinkDown"]["for"], got["RedisReplicaLinkDown"]["labels"]["severity"]) == ("5m", "warning")
 
 
 def test_thresholds_for_and_severity_come_from_values(render_chart):

@@ -25,8 +25,12 @@ def rate_interval(scrape_interval: str | float) -> str:
     return f"{int(4 * duration_seconds(scrape_interval))}s"
 
 
-# Series that exist only where replication runs (a replica, or a primary with replicas).
-REPLICATION_ONLY_METRICS = ("redis_connected_slave_lag_seconds", "redis_master_last_io_seconds_ago")
+# Series that exist only where replication runs (a replica, or a primary with replicas), and name prefixes of the
+# Sentinel and HAProxy series of `valkey.architecture: replication`.
+REPLICATION_ONLY_METRICS = (
+    "redis_connected_slave_lag_seconds", "redis_master_last_io_seconds_ago", "redis_connected_slave_offset_bytes",
+    "redis_master_link_up", "redis_sentinel_", "haproxy_",
+)
 
 
 @dataclass(frozen=True)

@@ -22,3 +22,21 @@ ServiceMonitor lives in.
 {{- define "alert-history.monitoring.selector" -}}
 {{- printf "job=%q,namespace=%q" (include "alert-history.redis.metricsName" .) .Release.Namespace -}}
 {{- end -}}
+
+{{/* standalone | replication; the values key may be missing in older values files. */}}
+{{- define "alert-history.monitoring.architecture" -}}
+{{- .Values.valkey.architecture | default "standalone" -}}
+{{- end -}}
+
+{{/*
+Label matchers of the Sentinel exporters and of HAProxy's own metrics endpoint. Each is scraped as its own job,
+named after the Service that exposes it (prometheus-operator's default job label), so the data-pod alerts above
+never see Sentinel's or HAProxy's series.
+*/}}
+{{- define "alert-history.monitoring.sentinelSelector" -}}
+{{- printf "job=%q,namespace=%q" (printf "%s-sentinel-metrics" (include "alert-history.redis.fullname" .)) .Release.Namespace -}}
+{{- end -}}
+
+{{- define "alert-history.monitoring.haproxySelector" -}}
+{{- printf "job=%q,namespace=%q" (printf "%s-haproxy-metrics" (include "alert-history.redis.fullname" .)) .Release.Namespace -}}
+{{- end -}}
