@@ -134,7 +134,7 @@ def test_the_server_holds_hashes_only(server):
     acl_file = server.stack.state_dir / "emptydirs" / "run" / "users.acl"
     assert not [n for n in needles if n in acl_file.read_text()]
     st = acl_file.stat()
-    assert st.st_mode & 0o077 == 0 and st.st_uid == server.values["valkey"]["securityContext"]["runAsUser"]
+    assert st.st_mode & 0o077 == 0 and st.st_uid == server.values["valkey"]["podSecurityContext"]["runAsUser"]
     # The exporter's password file: the one plaintext copy outside the Secret, in its own memory volume.
     pw_file = server.stack.state_dir / "emptydirs" / "exporter-run" / "password.json"
     assert pw_file.stat().st_mode & 0o077 == 0
