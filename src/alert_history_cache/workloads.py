@@ -41,7 +41,8 @@ class PodPlan:
 
 
 @dataclass
-class StatefulSetController:
+class _Controller:
+    """What a StatefulSet's and a Deployment's controller share: the object, its name and replica count."""
     obj: dict
 
     @property
@@ -52,6 +53,8 @@ class StatefulSetController:
     def replicas(self) -> int:
         return int(self.obj["spec"].get("replicas", 1))
 
+
+class StatefulSetController(_Controller):
     @property
     def ordered(self) -> bool:
         policy = self.obj["spec"].get("podManagementPolicy", "OrderedReady")
@@ -76,18 +79,7 @@ class StatefulSetController:
                        ordinal=ordinal)
 
 
-@dataclass
-class DeploymentController:
-    obj: dict
-
-    @property
-    def name(self) -> str:
-        return self.obj["metadata"]["name"]
-
-    @property
-    def replicas(self) -> int:
-        return int(self.obj["spec"].get("replicas", 1))
-
+class DeploymentController(_Controller):
     ordered = False  # a ReplicaSet creates its pods all at once
 
     @property
