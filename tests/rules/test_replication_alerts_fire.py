@@ -190,8 +190,8 @@ def test_replication_alerts_fire_for_their_causes(engine_name, tmp_path):
         wait_until(lambda: "RedisSentinelQuorumUnreachable" not in states(), 60, "the quorum alert to resolve")
 
         # A replica hangs for less than repl-timeout (60 s): the primary's ack lag grows past the drill
-        # threshold (5 s) before the primary drops it. (With the chart's defaults, 30 s for 5m, it cannot: the
-        # lag series ends at repl-timeout; see docs/runbooks/RedisReplicationLag.md.)
+        # threshold (5 s) before the primary drops it. (The lag series ends at repl-timeout, which is why the
+        # chart's defaults are 20 s for 0s at a 30 s scrape; see docs/runbooks/RedisReplicationLag.md.)
         with frozen(replica_proc):
             wait_until(lambda: firing("RedisReplicationLag", pod="alerthistory-redis-0", slave_ip="127.0.0.1"), 45,
                        "RedisReplicationLag on the primary")

@@ -258,3 +258,23 @@ def test_rule_object_metadata_from_values(render_chart):
 def test_bad_values_fail_the_render(render_chart, dotted, message):
     with pytest.raises(chart.RenderError, match=message):
         rule_object(render_chart, with_(BASE, **dotted))
+
+
+def test_replication_lag_for_must_fit_before_repl_timeout(render_chart):
+    """The lag series end at repl-timeout: the scrapes sure to fall between lag > threshold and then must cover
+    `for` plus one evaluation interval. A faster scrape and evaluation, or a longer repl-timeout, make room."""
+    lag_for = {"monitoring.rules.redisReplicationLag.for": "15s"}
+    fast = {"valkey.exporter.serviceMonitor.interval": "15s", "monitoring.prometheusRule.evaluationInterval": "15s"}
+    # floor((60 - 20 - 1) / 15) = 2 scrapes, 30 s: `for` 15s plus one 15 s evaluation fit.
+    assert alerts(render_chart, with_(REPLICATION, **lag_for, **fast))["RedisReplicationLag"]["for"] == "15s"
+    # The same with 30 s evaluations (or, with evaluationInterval empty, 30 s scrapes) does not.
+    for slow in ({**fast, "monitoring.prometheusRule.evaluationInterval": "30s"}, {}):
+        with pytest.raises(chart.RenderError, match=r"redisReplicationLag.for \(15s\) can never fire"):
+            render_chart(with_(REPLICATION, **lag_for, **slow), namespace=NS)
+    # repl-timeout 120 through valkey.extraConfig: floor(99 / 30) = 3 scrapes, 90 s, cover 15 s plus 30 s.
+    longer = {"valkey.extraConfig": "repl-timeout 120\n"}
+    assert alerts(render_chart, with_(REPLICATION, **lag_for, **longer))["RedisReplicationLag"]["for"] == "15s"
+    # Standalone has no lag series, and a disabled alert nothing to fire: neither is checked.
+    assert "RedisReplicationLag" in alerts(render_chart, with_(BASE, **{"monitoring.rules.redisReplicationLag.for": "5m"}))
+    off = {"monitoring.rules.redisReplicationLag.enabled": False, "monitoring.rules.redisReplicationLag.for": "5m"}
+    assert "RedisReplicationLag" not in alerts(render_chart, with_(REPLICATION, **off))

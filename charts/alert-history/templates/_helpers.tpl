@@ -293,6 +293,27 @@ naming each key.
 {{- if eq (int $v.haproxy.metricsPort) (int $v.service.port) -}}
 {{- $errors = append $errors (printf "valkey.haproxy.metricsPort: %v is also valkey.service.port, which HAProxy listens on" $v.haproxy.metricsPort) -}}
 {{- end -}}
+{{- /*
+RedisReplicationLag: both lag series end at repl-timeout (the primary drops a silent replica; the replica's
+link goes down). The scrapes that are sure to fall between lag > threshold and then must cover `for` plus one
+evaluation interval (the scrape interval when evaluationInterval is empty), or the alert can never fire.
+*/ -}}
+{{- $lag := .Values.monitoring.rules.redisReplicationLag | default dict -}}
+{{- $scrape := float64 (include "alert-history.monitoring.seconds" $v.exporter.serviceMonitor.interval) -}}
+{{- if and (include "alert-history.monitoring.enabled" .) $lag.enabled (gt $scrape 0.0) -}}
+{{- $replTimeout := 60 -}}
+{{- range regexFindAll "(?im)^[ \\t]*repl-timeout[ \\t]+[0-9]+" (toString $v.extraConfig) -1 -}}
+{{- $replTimeout = int (regexFind "[0-9]+$" .) -}}
+{{- end -}}
+{{- $eval := float64 (include "alert-history.monitoring.seconds" $.Values.monitoring.prometheusRule.evaluationInterval) -}}
+{{- if eq $eval 0.0 -}}{{- $eval = $scrape -}}{{- end -}}
+{{- $forS := float64 (include "alert-history.monitoring.seconds" $lag.for) -}}
+{{- /* lag > threshold means threshold + 1 whole seconds; the primary drops the replica once lag exceeds repl-timeout. */ -}}
+{{- $scrapes := floor (divf (subf $replTimeout $lag.threshold 1) $scrape) -}}
+{{- if lt (mulf (max 0 $scrapes) $scrape) (addf $forS $eval) -}}
+{{- $errors = append $errors (printf "monitoring.rules.redisReplicationLag.threshold (%v) with monitoring.rules.redisReplicationLag.for (%v) can never fire: the lag series end at repl-timeout (%d s), so scrapes every %vs (valkey.exporter.serviceMonitor.interval) are sure to show a lag above the threshold for only %vs, less than `for` plus one evaluation interval (%vs, monitoring.prometheusRule.evaluationInterval or else the scrape interval); lower the threshold or `for`" $lag.threshold $lag.for $replTimeout $scrape (mulf (max 0 $scrapes) $scrape) $eval) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $max := include "alert-history.bytes" $v.settings.maxmemory -}}
 {{- $limitQ := "" -}}
