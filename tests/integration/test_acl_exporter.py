@@ -32,6 +32,10 @@ CONDITIONAL = {
     "redis_master_last_io_seconds_ago": "exported by a replica only",
     "redis_master_link_up": "exported by a replica only",
     "redis_slave_repl_offset": "exported by a replica only",
+    "redis_connected_slave_offset_bytes": "one series per connected replica",
+    # The Sentinel's own exporter exports these (tests/rules/test_exporter_metrics.py runs it on a real Sentinel).
+    "redis_sentinel_master_status": "exported by a Sentinel's exporter only",
+    "redis_sentinel_master_ckquorum_status": "exported by a Sentinel's exporter only",
 }
 
 # A metric name: not the tail of a recording rule's name (`alerthistory:redis_...`) or of a longer word.
