@@ -5,7 +5,7 @@ pod cuts exactly its traffic and heals, and a deleted pod comes back at a new ad
 other pods' hosts files following. Every test ends with nothing left (namespaces, veths, nft tables,
 ClusterIPs, ip_forward hold, mounts, processes).
 
-The helpers here (trio_cluster, reach and resolve checks, assert_cluster_gone) serve the other cluster tests."""
+The cleanup checks (assert_cluster_gone) are in tests/helpers/cluster.py."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from alert_history_cache.kube import Objects
 from alert_history_cache.service_proxy import FORWARDING_DIR, tables_with_prefix
 from alert_history_cache.stack import make_bin_dir
 from alert_history_cache.volumes import unmount_all
+from helpers.cluster import assert_cluster_gone
+from helpers.local_stack import assert_nothing_left, engine_or_skip
 
 TRIO_CHART = Path(__file__).resolve().parents[1] / "charts" / "valkey-trio"
 NAMESPACE = "cache"
@@ -35,8 +37,6 @@ NAMESPACE = "cache"
 @contextlib.contextmanager
 def trio_cluster(state_dir: Path, values: dict | None = None, engine: str = "valkey8") -> Iterator[LocalCluster]:
     """The test chart's release `trio` as a started LocalCluster; stopped and checked clean afterwards."""
-    from .conftest import assert_nothing_left, engine_or_skip
-
     engine_or_skip(engine)
     manifests = chart.render(values or {}, release="trio", namespace=NAMESPACE, chart_dir=TRIO_CHART)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -52,20 +52,6 @@ def trio_cluster(state_dir: Path, values: dict | None = None, engine: str = "val
         log.close()
     assert_nothing_left(state_dir)
     assert_cluster_gone(state_dir)
-
-
-def assert_cluster_gone(state_dir: Path) -> None:
-    """No nft table, ClusterIP or ip_forward hold of this stack remains (namespaces, veths, mounts and
-    processes: conftest.assert_nothing_left)."""
-    state_dir = Path(state_dir).resolve()
-    assert proxy_table(state_dir) not in tables_with_prefix("ahc_"), "the stack's nft table is left"
-    assert services.allocations(str(state_dir)) == [], "ClusterIPs still allocated"
-    assert not (FORWARDING_DIR / str(os.getpid())).exists(), "this process still holds ip_forward"
-
-
-def forwarding_holders() -> list[int]:
-    """Live processes that hold net.ipv4.ip_forward=1 (service_proxy.ensure_forwarding)."""
-    return [int(f.name) for f in FORWARDING_DIR.glob("[0-9]*") if psutil.pid_exists(int(f.name))]
 
 
 def exec_in(cluster: LocalCluster, pod: str, script: str, timeout: float = 15) -> str:

@@ -15,7 +15,7 @@ import redis
 from alert_history_cache.waiting import wait_until
 
 from . import test_app_profile as profile
-from .test_cluster_trio import assert_cluster_gone, forwarding_holders
+from helpers.cluster import assert_cluster_gone, forwarding_holders
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,7 @@ import redis
 from alert_history_cache import engines
 from alert_history_cache.waiting import wait_until
 
-from .conftest import engine_or_skip, needs_root  # noqa: F401 - needs_root is a fixture
+from helpers.local_stack import engine_or_skip
 
 pytestmark = pytest.mark.integration
 

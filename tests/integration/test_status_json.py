@@ -17,7 +17,7 @@ import pytest
 from alert_history_cache.promapi import Alertmanager, Prometheus
 from alert_history_cache.waiting import wait_until
 
-from .test_cluster_trio import assert_cluster_gone
+from helpers.cluster import assert_cluster_gone
 
 pytestmark = pytest.mark.integration
 
