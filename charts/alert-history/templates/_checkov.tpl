@@ -1,23 +1,33 @@
 {{/*
 checkov checks the chart skips by design, as `checkov.io/skipN: CHECK=reason` annotations, only where the values
 make the check fail. docs/security.md lists each with its reason; tests/security/test_checkov.py proves zero failures.
-Call with (dict "root" $ "kind" "statefulset") or (dict "root" $ "kind" "test-pod").
+Call with (dict "root" $ "kind" "statefulset"), (dict "root" $ "kind" "haproxy") or (dict "root" $ "kind" "test-pod").
 */}}
 {{- define "alert-history.checkovSkips" -}}
 {{- $v := .root.Values.valkey -}}
 {{- $e := $v.exporter -}}
 {{- $exporter := and (eq .kind "statefulset") $e.enabled -}}
 {{- $skips := list -}}
+{{- if eq .kind "haproxy" -}}
+{{- $h := $v.haproxy.image -}}
+{{- if not $h.digest -}}
+{{- $skips = append $skips "CKV_K8S_43=a digest cannot be defaulted; pin the HAProxy image with valkey.haproxy.image.digest" -}}
+{{- end -}}
+{{- if and (not $h.digest) (ne $h.pullPolicy "Always") -}}
+{{- $skips = append $skips "CKV_K8S_15=IfNotPresent by default so a registry outage cannot block a restart of HAProxy; pin a digest or set valkey.haproxy.image.pullPolicy to Always" -}}
+{{- end -}}
+{{- else -}}
 {{- if or (not $v.image.digest) (and $exporter (not $e.image.digest)) -}}
 {{- $skips = append $skips "CKV_K8S_43=a digest cannot be defaulted; pin the images with valkey.image.digest and valkey.exporter.image.digest" -}}
 {{- end -}}
 {{- if or (and (not $v.image.digest) (ne $v.image.pullPolicy "Always")) (and $exporter (not $e.image.digest) (ne $e.image.pullPolicy "Always")) -}}
 {{- $skips = append $skips "CKV_K8S_15=IfNotPresent by default so a registry outage cannot block a restart of the cache; pin a digest or set the pullPolicy values to Always" -}}
 {{- end -}}
+{{- end -}}
 {{- if lt (int $v.containerSecurityContext.runAsUser) 10000 -}}
 {{- $skips = append $skips "CKV_K8S_40=runs as the uid that the valkey and redis images own their files as (999); runAsUser changes it" -}}
 {{- end -}}
-{{- if eq .kind "statefulset" -}}
+{{- if or (eq .kind "statefulset") (eq .kind "haproxy") -}}
 {{- if not $v.networkPolicy.enabled -}}
 {{- $skips = append $skips "CKV2_K8S_6=the NetworkPolicy is opt-in (valkey.networkPolicy.enabled) because its application selector must match your pods" -}}
 {{- end -}}

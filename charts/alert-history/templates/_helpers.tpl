@@ -136,6 +136,74 @@ redis
 {{- printf "%s-metrics" (include "alert-history.redis.fullname" .) -}}
 {{- end -}}
 
+{{/* True when the cache tier renders with valkey.architecture: replication (Sentinel in every data pod, HAProxy). */}}
+{{- define "alert-history.redis.replication" -}}
+{{- if and (include "alert-history.redis.enabled" .) (eq .Values.valkey.architecture "replication") -}}true{{- end -}}
+{{- end -}}
+
+{{- define "alert-history.redis.sentinelName" -}}
+{{- printf "%s-sentinel" (include "alert-history.redis.fullname" .) -}}
+{{- end -}}
+
+{{- define "alert-history.redis.haproxyName" -}}
+{{- printf "%s-haproxy" (include "alert-history.redis.fullname" .) -}}
+{{- end -}}
+
+{{- define "alert-history.redis.haproxyMetricsName" -}}
+{{- printf "%s-haproxy-metrics" (include "alert-history.redis.fullname" .) -}}
+{{- end -}}
+
+{{/* Labels of the HAProxy objects; the component is haproxy, so no data-pod selector matches its pods. */}}
+{{- define "alert-history.haproxy.labels" -}}
+{{ include "alert-history.labels" . }}
+app.kubernetes.io/component: haproxy
+{{- end -}}
+
+{{/* Pod selector of the HAProxy Deployment; never change it (Deployment selectors are immutable). */}}
+{{- define "alert-history.haproxy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "alert-history.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: haproxy
+{{- end -}}
+
+{{/* The stable DNS name the data pod of ordinal .ordinal announces: <pod>.<headless>.<namespace>.svc.<clusterDomain>. */}}
+{{- define "alert-history.redis.podDNSName" -}}
+{{- $root := .root -}}
+{{- printf "%s-%d.%s.%s.svc.%s" (include "alert-history.redis.fullname" $root) (int .ordinal) (include "alert-history.redis.headlessName" $root) $root.Release.Namespace $root.Values.clusterDomain -}}
+{{- end -}}
+
+{{/* Every data pod's announced name in ordinal order, space-separated (HA_NODES of the HA scripts). */}}
+{{- define "alert-history.redis.nodes" -}}
+{{- $names := list -}}
+{{- range $i := until (int .Values.valkey.replicas) -}}
+{{- $names = append $names (include "alert-history.redis.podDNSName" (dict "root" $ "ordinal" $i)) -}}
+{{- end -}}
+{{- join " " $names -}}
+{{- end -}}
+
+{{/* The Sentinel quorum: valkey.sentinel.quorum, or a majority of the Sentinels (one per data pod). */}}
+{{- define "alert-history.sentinel.quorum" -}}
+{{- $q := int .Values.valkey.sentinel.quorum -}}
+{{- if eq $q 0 -}}{{- add (div (int .Values.valkey.replicas) 2) 1 -}}{{- else -}}{{- $q -}}{{- end -}}
+{{- end -}}
+
+{{/* The environment the HA scripts share in the server and Sentinel containers (docs/ha-design.md). */}}
+{{- define "alert-history.redis.haEnv" -}}
+{{- $v := .Values.valkey -}}
+- name: HA_NODES
+  value: {{ include "alert-history.redis.nodes" . | quote }}
+- name: SENTINEL_PORT
+  value: {{ $v.sentinel.port | quote }}
+- name: HA_MASTER_SET
+  value: {{ $v.sentinel.masterSet | quote }}
+- name: HA_SENTINEL_USER
+  value: {{ $v.acl.sentinelUser | quote }}
+- name: HA_SENTINEL_PASSWORD_FILE
+  value: {{ printf "/etc/valkey-secret/%s" $v.password.sentinelSecretKey | quote }}
+- name: HA_BOOTSTRAP_TIMEOUT
+  value: {{ $v.replication.bootstrapTimeout | quote }}
+{{- end -}}
+
 {{- define "alert-history.redis.configName" -}}
 {{- printf "%s-config" (include "alert-history.redis.fullname" .) -}}
 {{- end -}}
@@ -183,8 +251,48 @@ naming each key.
 {{- $errors := list -}}
 {{- $v := .Values.valkey -}}
 {{- if include "alert-history.redis.enabled" . -}}
-{{- if gt (int $v.replicas) 1 -}}
-{{- $errors = append $errors (printf "valkey.replicas: %v pods would be independent caches; replication is not implemented yet, use 0 or 1" $v.replicas) -}}
+{{- $replication := eq $v.architecture "replication" -}}
+{{- if and (not $replication) (gt (int $v.replicas) 1) -}}
+{{- $errors = append $errors (printf "valkey.replicas: %v pods would be independent caches with valkey.architecture standalone; use 0 or 1, or valkey.architecture: replication with at least 3" $v.replicas) -}}
+{{- end -}}
+{{- if $replication -}}
+{{- $r := $v.replication -}}
+{{- if lt (int $v.replicas) 3 -}}
+{{- $errors = append $errors (printf "valkey.replicas: %v with valkey.architecture replication; it needs at least 3 (a primary and two replicas, so a majority of the Sentinels survives the loss of one pod)" $v.replicas) -}}
+{{- end -}}
+{{- if gt (int $v.sentinel.quorum) (int $v.replicas) -}}
+{{- $errors = append $errors (printf "valkey.sentinel.quorum: %v is more than the %v Sentinels (one per data pod); no failover could ever be agreed" $v.sentinel.quorum $v.replicas) -}}
+{{- end -}}
+{{- if ge (int $r.minReplicasToWrite) (int $v.replicas) -}}
+{{- $errors = append $errors (printf "valkey.replication.minReplicasToWrite: %v needs more replicas than the %v data pods minus the primary; the primary would refuse every write" $r.minReplicasToWrite $v.replicas) -}}
+{{- end -}}
+{{- if le (int $v.terminationGracePeriodSeconds) (add (int $r.preStopTimeout) (int $v.settings.shutdownTimeout)) -}}
+{{- $errors = append $errors (printf "valkey.terminationGracePeriodSeconds: %v must be greater than valkey.replication.preStopTimeout (%v) + valkey.settings.shutdownTimeout (%v); the preStop failover and the shutdown share the grace period" $v.terminationGracePeriodSeconds $r.preStopTimeout $v.settings.shutdownTimeout) -}}
+{{- end -}}
+{{- if lt (int $r.preStopTimeout) (add (int $r.preStopSyncTimeout) 5) -}}
+{{- $errors = append $errors (printf "valkey.replication.preStopTimeout: %v leaves less than 5 s for the failover after valkey.replication.preStopSyncTimeout (%v)" $r.preStopTimeout $r.preStopSyncTimeout) -}}
+{{- end -}}
+{{- $startup := mul (int $v.probes.startup.periodSeconds) (int $v.probes.startup.failureThreshold) -}}
+{{- if le $startup (add (int $r.bootstrapTimeout) 30) -}}
+{{- $errors = append $errors (printf "valkey.probes.startup: periodSeconds x failureThreshold = %ds must exceed valkey.replication.bootstrapTimeout (%v) + 30 s; the role is decided before the server loads its data" $startup $r.bootstrapTimeout) -}}
+{{- end -}}
+{{- $ports := dict "valkey.service.port" $v.service.port "valkey.sentinel.port" $v.sentinel.port -}}
+{{- if $v.exporter.enabled -}}
+{{- $_ := set $ports "valkey.exporter.port" $v.exporter.port -}}
+{{- $_ := set $ports "valkey.exporter.sentinelPort" $v.exporter.sentinelPort -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $key := keys $ports | sortAlpha -}}
+{{- $port := toString (get $ports $key) -}}
+{{- if hasKey $seen $port -}}
+{{- $errors = append $errors (printf "%s: %s is also %s; the data pod's containers share one network" $key $port (get $seen $port)) -}}
+{{- else -}}
+{{- $_ := set $seen $port $key -}}
+{{- end -}}
+{{- end -}}
+{{- if eq (int $v.haproxy.metricsPort) (int $v.service.port) -}}
+{{- $errors = append $errors (printf "valkey.haproxy.metricsPort: %v is also valkey.service.port, which HAProxy listens on" $v.haproxy.metricsPort) -}}
+{{- end -}}
 {{- end -}}
 {{- $max := include "alert-history.bytes" $v.settings.maxmemory -}}
 {{- $limitQ := "" -}}
@@ -219,6 +327,16 @@ naming each key.
 {{- if ne (len (uniq $users)) 5 -}}
 {{- $errors = append $errors (printf "valkey.acl.applicationUser, valkey.acl.exporterUser, valkey.acl.adminUser: must differ from each other and from the reserved users default and probe, got %v" (list $v.acl.applicationUser $v.acl.exporterUser $v.acl.adminUser)) -}}
 {{- end -}}
+{{- if $replication -}}
+{{- $haKeys := concat $keys (list $p.replicationSecretKey $p.sentinelSecretKey $p.haproxySecretKey) -}}
+{{- if ne (len (uniq $haKeys)) 6 -}}
+{{- $errors = append $errors (printf "valkey.password.replicationSecretKey, valkey.password.sentinelSecretKey, valkey.password.haproxySecretKey: must differ from each other and from the other password keys, got %v" $haKeys) -}}
+{{- end -}}
+{{- $haUsers := concat $users (list $v.acl.replicationUser $v.acl.sentinelUser $v.acl.haproxyUser) -}}
+{{- if ne (len (uniq $haUsers)) 8 -}}
+{{- $errors = append $errors (printf "valkey.acl.replicationUser, valkey.acl.sentinelUser, valkey.acl.haproxyUser: must differ from each other, from the other users and from default and probe, got %v" (list $v.acl.replicationUser $v.acl.sentinelUser $v.acl.haproxyUser)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and $v.pdb.enabled (eq (int $v.pdb.maxUnavailable) 0) -}}
 {{- $errors = append $errors "valkey.pdb.maxUnavailable: 0 blocks every node drain forever; use 1 or disable the PDB" -}}
 {{- end -}}
@@ -239,7 +357,12 @@ naming each key.
 {{- if regexMatch "^0+(\\.0+)?([KMGTPE]i?|k|m)?$" (toString $v.storage.requestedSize) -}}
 {{- $errors = append $errors (printf "valkey.storage.requestedSize: %q requests no storage; the API server refuses a PersistentVolumeClaim with a zero request" (toString $v.storage.requestedSize)) -}}
 {{- end -}}
-{{- range $key, $res := dict "valkey.resources" $v.resources "valkey.exporter.resources" $v.exporter.resources "valkey.configInit.resources" $v.configInit.resources -}}
+{{- $allResources := dict "valkey.resources" $v.resources "valkey.exporter.resources" $v.exporter.resources "valkey.configInit.resources" $v.configInit.resources -}}
+{{- if $replication -}}
+{{- $_ := set $allResources "valkey.sentinel.resources" $v.sentinel.resources -}}
+{{- $_ := set $allResources "valkey.haproxy.resources" $v.haproxy.resources -}}
+{{- end -}}
+{{- range $key, $res := $allResources -}}
 {{- $req := $res.requests | default dict -}}
 {{- $lim := $res.limits | default dict -}}
 {{- if and $req.memory $lim.memory (ne (include "alert-history.bytes" $req.memory) "invalid") (ne (include "alert-history.bytes" $lim.memory) "invalid") -}}
@@ -256,6 +379,10 @@ naming each key.
 {{- /* Container names are unique across the pod's init and regular containers. */ -}}
 {{- $containers := list "config-init" "valkey" -}}
 {{- if $v.exporter.enabled -}}{{- $containers = append $containers "exporter" -}}{{- end -}}
+{{- if $replication -}}
+{{- $containers = append $containers "sentinel" -}}
+{{- if $v.exporter.enabled -}}{{- $containers = append $containers "sentinel-exporter" -}}{{- end -}}
+{{- end -}}
 {{- /* Volume names: the chart's own, then valkey.extraVolumes. */ -}}
 {{- $volumes := list "data" "config" "scripts" "secret" "run" "tmp" -}}
 {{- if $v.exporter.enabled -}}{{- $volumes = append $volumes "exporter-run" -}}{{- end -}}
@@ -266,6 +393,7 @@ naming each key.
 {{- $volumes = append $volumes $vol.name -}}
 {{- end -}}
 {{- $paths := list "/data" "/etc/valkey" "/scripts" "/run/valkey" "/tmp" -}}
+{{- if $replication -}}{{- $paths = append $paths "/etc/valkey-secret" -}}{{- end -}}
 {{- range $i, $m := $v.extraVolumeMounts -}}
 {{- if not (has $m.name $volumes) -}}
 {{- $errors = append $errors (printf "valkey.extraVolumeMounts[%d].name: no volume %q in the pod; add it to valkey.extraVolumes" $i $m.name) -}}
@@ -295,7 +423,7 @@ naming each key.
 {{- end -}}
 {{- if $p.existingSecret -}}
 {{- $given := list -}}
-{{- range $k := list "application" "exporter" "admin" "applicationNext" "exporterNext" "adminNext" -}}
+{{- range $k := list "application" "exporter" "admin" "applicationNext" "exporterNext" "adminNext" "replication" "sentinel" "haproxy" "replicationNext" "sentinelNext" "haproxyNext" -}}
 {{- if get $p $k -}}{{- $given = append $given (printf "valkey.password.%s" $k) -}}{{- end -}}
 {{- end -}}
 {{- if $given -}}

@@ -3,6 +3,8 @@
 # run dir. Passwords are read from files and hashed through stdin, so none reaches a process argument,
 # and only their SHA-256 lands in the ACL file. A pod-local probe password is generated on every start.
 # For rotation, a Secret key <key>-next adds a second accepted password to the user of <key>.
+# With replication, SENTINEL_ACL_TEMPLATE (the Sentinels' extra users) is written the same way to
+# $RUN_DIR/sentinel-users.acl, and EXPORTER_SENTINEL_ADDR gets the Sentinel exporter's password file.
 set -eu
 umask 077
 secret_dir=${SECRET_DIR:-/etc/valkey-secret}
@@ -18,36 +20,45 @@ sha256_of_stdin() {
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run_dir/probe-password"
 probe_hash=$(sha256_of_stdin < "$run_dir/probe-password")
 
-while IFS= read -r line || [ -n "$line" ]; do
-  out=""
-  while :; do
-    case "$line" in
-      *@secret:*@*)
-        out="$out${line%%@secret:*}"
-        rest=${line#*@secret:}
-        key=${rest%%@*}
-        line=${rest#*@}
-        if [ ! -s "$secret_dir/$key" ]; then
-          echo "config-init: key '$key' is missing or empty in the Secret mounted at $secret_dir" >&2
-          exit 1
-        fi
-        out="$out#$(sha256_of_stdin < "$secret_dir/$key")"
-        # Rotation: an optional second password <key>-next is accepted beside the current one.
-        if [ -s "$secret_dir/$key-next" ]; then
-          out="$out #$(sha256_of_stdin < "$secret_dir/$key-next")"
-        fi
-        ;;
-      *@probe@*)
-        out="$out${line%%@probe@*}#$probe_hash"
-        line=${line#*@probe@}
-        ;;
-      *) break ;;
-    esac
-  done
-  printf '%s\n' "$out$line"
-done < "$template" > "$run_dir/users.acl.new"
-mv "$run_dir/users.acl.new" "$run_dir/users.acl"
-echo "config-init: wrote $(wc -l < "$run_dir/users.acl") ACL users"
+# Copies an ACL template ($1) to $2, each @secret:<key>@ replaced by the hash of that Secret key (and of
+# <key>-next when present), each @probe@ by the probe password's hash.
+render_acl() {
+  while IFS= read -r line || [ -n "$line" ]; do
+    out=""
+    while :; do
+      case "$line" in
+        *@secret:*@*)
+          out="$out${line%%@secret:*}"
+          rest=${line#*@secret:}
+          key=${rest%%@*}
+          line=${rest#*@}
+          if [ ! -s "$secret_dir/$key" ]; then
+            echo "config-init: key '$key' is missing or empty in the Secret mounted at $secret_dir" >&2
+            exit 1
+          fi
+          out="$out#$(sha256_of_stdin < "$secret_dir/$key")"
+          # Rotation: an optional second password <key>-next is accepted beside the current one.
+          if [ -s "$secret_dir/$key-next" ]; then
+            out="$out #$(sha256_of_stdin < "$secret_dir/$key-next")"
+          fi
+          ;;
+        *@probe@*)
+          out="$out${line%%@probe@*}#$probe_hash"
+          line=${line#*@probe@}
+          ;;
+        *) break ;;
+      esac
+    done
+    printf '%s\n' "$out$line"
+  done < "$1" > "$2.new"
+  mv "$2.new" "$2"
+  echo "config-init: wrote $(wc -l < "$2") ACL users to $2"
+}
+
+render_acl "$template" "$run_dir/users.acl"
+if [ -n "${SENTINEL_ACL_TEMPLATE:-}" ]; then
+  render_acl "$SENTINEL_ACL_TEMPLATE" "$run_dir/sentinel-users.acl"
+fi
 
 # The exporter reads its password from a file, not from its environment: redis_exporter's
 # REDIS_PASSWORD_FILE is JSON {"<REDIS_ADDR>": "<password>"}, written here into the exporter's own
@@ -80,4 +91,16 @@ if [ -n "${EXPORTER_SECRET_KEY:-}" ]; then
   } > "$exporter_dir/password.json.new"
   mv "$exporter_dir/password.json.new" "$exporter_dir/password.json"
   echo "config-init: wrote the exporter's password file"
+  # The Sentinel exporter logs in to the pod's Sentinel as the same user, keyed by the Sentinel's address.
+  if [ -n "${EXPORTER_SENTINEL_ADDR:-}" ]; then
+    {
+      printf '{'
+      printf '%s' "$EXPORTER_SENTINEL_ADDR" | json_string_of_stdin
+      printf ': '
+      json_string_of_stdin < "$secret_dir/$EXPORTER_SECRET_KEY"
+      printf '}\n'
+    } > "$exporter_dir/sentinel-password.json.new"
+    mv "$exporter_dir/sentinel-password.json.new" "$exporter_dir/sentinel-password.json"
+    echo "config-init: wrote the Sentinel exporter's password file"
+  fi
 fi
