@@ -401,6 +401,8 @@ class LocalStack:
             result = c.delete_pod(args["pod"], force=bool(args.get("force")))
         elif action == "partition":
             result = c.partition(args["pod"], args.get("peers"))
+        elif action == "freeze":
+            result = c.freeze(args["pod"])
         elif action == "heal":
             result = {"healed": c.heal(args.get("pod"))}
         else:
