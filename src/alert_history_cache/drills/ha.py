@@ -362,6 +362,18 @@ def max_overlap(per_pod: dict[str, list[tuple[float, float]]]) -> tuple[int, lis
     return best, overlaps[:20]
 
 
+def error_kinds(d: Drill, ops: list[Op]) -> dict:
+    """Failed operations by error (its first words), with when the first and last of each came."""
+    out: dict[str, dict] = {}
+    for op in ops:
+        if not op.ok:
+            kind = " ".join(op.error.split()[:4])
+            k = out.setdefault(kind, {"count": 0, "first": _rel(d, op.started), "last": None})
+            k["count"] += 1
+            k["last"] = _rel(d, op.started)
+    return out
+
+
 def lost_writes(d: Drill, acked: list[Op], primary: str) -> list[Op]:
     """Acknowledged writes missing (or with another value) on the final primary, read at its own address."""
     c = d.admin_at(d.address(primary), timeout=10)
@@ -452,7 +464,7 @@ def evaluate(d: Drill, result: DrillResult, old: str) -> None:
             {"t": _rel(d, o["t"]), "pods": o["pods"]} for o in overlaps],
         "old_primary_back_as_replica_seconds": round(back - fault, 3) if back else None,
         "sentinel_events": [{"t": _rel(d, t), "event": ch, "data": data} for t, ch, data in d.events.events][:200],
-        "first_errors": sorted({w.error for w in writes if not w.ok})[:10],
+        "write_errors_by_kind": error_kinds(d, writes),
         "notes": d.notes,
     })
     if lost:
@@ -600,7 +612,7 @@ def run(scenario: str = "primary-delete", engine: str = "valkey8", values: dict 
         else:
             runner(d, old)
         d.wait_writes_back(d.marks["fault"], 120)
-        if scenario not in ("sentinel-loss", "full-restart"):
+        if d.events.first("+switch-master", d.marks["fault"]) and scenario != "full-restart":
             with contextlib.suppress(TimeoutError):  # a criterion says so when it never happens
                 d.wait_replica(old, d.marks["fault"], 90)
         wait_until(d.settled, 90, "a settled replication set after the drill", interval=0.5)
