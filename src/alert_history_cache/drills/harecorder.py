@@ -6,6 +6,7 @@ Times are time.monotonic() seconds; results turn them into seconds from the reco
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import random
@@ -124,6 +125,7 @@ class RoleSample:
     run_id: str | None = None
     set_calls: int | None = None  # executed SETs (commandstats), client writes on a primary
     offset: int | None = None  # master_repl_offset
+    error: str = ""
 
 
 class RoleSampler:
@@ -170,9 +172,11 @@ class RoleSampler:
                     sample.run_id = info.get("run_id")
                     sample.offset = info.get("master_repl_offset")
                     sample.set_calls = (info.get("cmdstat_set") or {}).get("calls", 0)
-            except CLIENT_ERRORS:
+            except Exception as exc:  # noqa: BLE001 - any failure is "no answer"; the sampler must keep going
+                sample.error = f"{type(exc).__name__}: {str(exc)[:100]}"
                 if client is not None:
-                    client.close()
+                    with contextlib.suppress(Exception):
+                        client.close()
                 client = None
             sample.at = time.monotonic()
             self.samples[pod].append(sample)
