@@ -52,7 +52,7 @@ drill.add_command(_drill_command(
 @drill.command("ha")
 @click.option("--scenario", required=True, type=click.Choice(
     ["primary-delete", "primary-kill", "node-loss", "partition", "sentinel-loss", "full-restart", "rolling-update"]),
-    help="What breaks (docs/ha-design.md, \"Drills\", has the goal of each).")
+    help="What breaks (docs/ha-drills.md has the goal of each).")
 @values_options
 @engine_option
 @state_dir_option(None, STATE_DIR_HELP)

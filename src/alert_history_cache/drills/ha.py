@@ -5,7 +5,8 @@ Each scenario reports the write-unavailable window (first failed write to the fi
 failure), acknowledged writes lost (every acknowledged key read back from the final primary), read errors, the
 time to the new primary (Sentinel's `+switch-master`), the split-brain figure (how many servers executed client
 writes as primary in the same 100 ms sample window) and when the old primary's pod came back as a replica.
-Goals per scenario are in docs/ha-design.md ("Drills"); docs/requirements.md has the recovery requirement."""
+Scenarios, figures, goals and what the local cluster changes: docs/ha-drills.md; docs/requirements.md has the
+recovery requirement."""
 
 from __future__ import annotations
 
@@ -488,7 +489,7 @@ def evaluate(d: Drill, result: DrillResult, old: str) -> None:
                  f"{latest}", one == 1 and all(latest.values()))
 
 
-# -- criteria per scenario (the goals table of docs/ha-design.md) -------------------------------------------
+# -- criteria per scenario (the goals table of docs/ha-drills.md) ---------------------------------------------
 
 def _no_split(result: DrillResult, fig: dict) -> None:
     result.check("servers accepting client writes at the same time (split brain)", "1",
