@@ -9,6 +9,7 @@ import click
 from .cli_common import (DURATION, engine_option, finish_drill, json_option, one_line_failures, state_dir_option,
                          values_options)
 from .cli_load import load
+from .drills.ha import SCENARIOS as HA_SCENARIOS
 
 STATE_DIR_HELP = "State dir of the drill's pod [default: a temporary one]."
 
@@ -50,8 +51,7 @@ drill.add_command(_drill_command(
 
 
 @drill.command("ha")
-@click.option("--scenario", required=True, type=click.Choice(
-    ["primary-delete", "primary-kill", "node-loss", "partition", "sentinel-loss", "full-restart", "rolling-update"]),
+@click.option("--scenario", required=True, type=click.Choice(HA_SCENARIOS),
     help="What breaks (docs/ha-drills.md has the goal of each).")
 @values_options
 @engine_option
