@@ -538,16 +538,33 @@ def test_full_restart_pod0_primary_with_its_data(make_cluster):
 
 def test_non0_pod_without_sentinels_never_becomes_primary(make_cluster):
     """Row 7: a pod other than 0 that reaches no Sentinel waits and then fails, so the kubelet retries; it never
-    starts a server, let alone a primary."""
+    starts a server, let alone a primary. The same when a reachable Sentinel monitors no such master set,
+    where pod 0 starts as primary (row 1)."""
     cluster = make_cluster()
-    p1 = cluster.pods[1]
+    p0, p1, p2 = cluster.pods
     proc = cluster.bootstrap(p1, HA_BOOTSTRAP_TIMEOUT="3")
     assert proc.wait(timeout=30) == 1
     log = p1.log("server")
-    assert "this is not pod 0: waiting (row 7)" in log and "no role after 3s" in log
+    assert "no Sentinel names a primary (0 reachable) and this is not pod 0: waiting (row 7)" in log
+    assert "no role after 3s" in log
     assert not (p1.run / "replication.conf").exists() and not (p1.run / "ha-role").exists()
     with pytest.raises(REDIS_ERRORS):
         cluster.ping(p1)
+
+    # A Sentinel that answers but monitors another master set.
+    conf = p2.root / "other-sentinel.conf"
+    conf.write_text("\n".join([
+        f"port {cluster.sentinel_port}", f"bind {p2.addr}", f"dir {p2.root}", "user default off resetpass -@all",
+        f"user sentinel on #{sha256(cluster.passwords['sentinel'])} ~* &* +@all",
+        "sentinel monitor some-other-set 127.0.0.1 1 2", ""]))
+    p2.sentinel = cluster._spawn(p2, "sentinel", [str(cluster.engine.server), str(conf), "--sentinel"], {})
+    wait_until(lambda: cluster.sentinel(p2).ping(), 15, "the other Sentinel answering", ignore=REDIS_ERRORS)
+    proc = cluster.bootstrap(p1, HA_BOOTSTRAP_TIMEOUT="2")
+    assert proc.wait(timeout=30) == 1
+    assert "no Sentinel names a primary (1 reachable) and this is not pod 0: waiting (row 7)" in p1.log("server")
+    cluster.start_server(p0)
+    assert "no Sentinel names a primary (1 reachable) and this is pod 0 (rows 1-2)" in p0.log("server")
+    assert cluster.role(p0) == "master"
 
 
 def test_primary_restart_before_failover_and_stale_primary(make_cluster):
@@ -656,6 +673,10 @@ def test_prestop_on_primary_hands_over_without_losing_writes(make_cluster, engin
     writer.start()
     wait_until(lambda: len(writer.acked) > 200, 20, "writes flowing")
     budget = 20
+    # Kubernetes runs both containers' hooks at once; the Sentinel's waits for the hand-over.
+    sentinel_hook = subprocess.Popen(cluster.wrap(["sh", str(SCRIPTS / "ha-sentinel-prestop.sh")]),
+                                     env=cluster.env(p0, HA_PRESTOP_TIMEOUT=str(budget)), stderr=subprocess.PIPE,
+                                     text=True)
     started = time.monotonic()
     result = cluster.run_script(p0, "ha-prestop.sh", HA_PRESTOP_TIMEOUT=str(budget), HA_WRITE_PAUSE_SECONDS="30")
     elapsed = time.monotonic() - started
@@ -663,6 +684,9 @@ def test_prestop_on_primary_hands_over_without_losing_writes(make_cluster, engin
     assert result.returncode == 0, result.stderr
     assert elapsed < budget
     assert "writes paused" in result.stderr and "handed over to" in result.stderr
+    assert sentinel_hook.wait(timeout=10) == 0
+    assert "not the primary the Sentinels follow" in sentinel_hook.stderr.read()
+    cluster.stop_sentinel(p0)  # the kubelet's SIGTERM to the Sentinel container
     (new_name,) = cluster.named_primaries()
     new = cluster.pod_named(new_name)
     assert new is not p0 and cluster.role(new) == "master"
@@ -691,8 +715,10 @@ def test_prestop_on_replica_returns_at_once(make_cluster):
     started = time.monotonic()
     result = cluster.run_script(p1, "ha-prestop.sh")
     assert result.returncode == 0, result.stderr
-    assert time.monotonic() - started < 3
     assert "not the primary, nothing to hand over" in result.stderr
+    sentinel_hook = cluster.run_script(p1, "ha-sentinel-prestop.sh")
+    assert sentinel_hook.returncode == 0, sentinel_hook.stderr
+    assert time.monotonic() - started < 5
     assert cluster.named_primaries() == {p0.name}
     with cluster.client(p0) as primary:
         assert primary.set("still", "writable")
@@ -709,6 +735,9 @@ def test_prestop_without_a_replica_fails_and_resumes_writes(make_cluster):
     result = cluster.run_script(p0, "ha-prestop.sh", HA_PRESTOP_TIMEOUT="4", HA_PRESTOP_SYNC_TIMEOUT="1")
     assert result.returncode == 1
     assert "no replica took over within 4s" in result.stderr
+    sentinel_hook = cluster.run_script(p0, "ha-sentinel-prestop.sh", HA_PRESTOP_TIMEOUT="2")
+    assert sentinel_hook.returncode == 1
+    assert "still the primary after 2s" in sentinel_hook.stderr
     with cluster.client(p0, socket_timeout=3) as primary:
         assert primary.set("after", "ok")
 

@@ -97,6 +97,8 @@ def problems(m: chart.Manifests) -> list[str]:
                               if isinstance(spec.get("selector"), dict) else None),
                              ("podSelector.matchLabels", (spec.get("podSelector") or {}).get("matchLabels"))):
             bad += _labels_problems(f"{kind}/{name} {path}", labels)
+        if kind == "Deployment":
+            bad += _labels_problems(f"Deployment/{name} template", spec["template"]["metadata"].get("labels"))
         if kind != "StatefulSet":
             continue
         if len(name) > STATEFULSET_MAX:
@@ -154,6 +156,23 @@ def test_full_values_names_are_valid_for_the_longest_release(render_chart):
     m = render_chart(full, release="q" * 53)
     assert m.of_kind("NetworkPolicy") and m.of_kind("ServiceMonitor")
     assert problems(m) == []
+
+
+REPLICATION = load_yaml(CI_DIR / "replication-values.yaml")
+
+
+@pytest.mark.parametrize("release", ["r", "q" * 41, "a" * 53, "9" + "z" * 52, "team.cache." + "x" * 42])
+def test_replication_names_are_valid_for_any_release(render_chart, release):
+    """The HA objects (HAProxy Deployment, Sentinel and HAProxy metrics Services) under the longest releases, and
+    the pod names the data pods announce (each label of a DNS name is at most 63 characters)."""
+    m = render_chart(REPLICATION, release=release)
+    assert m.of_kind("Deployment") and len(m.of_kind("Service")) == 5
+    assert problems(m) == []
+    sts = m.of_kind("StatefulSet")[0]
+    announced = {e["name"]: e["value"] for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}["HA_NODES"]
+    for dns_name in announced.split():
+        assert all(DNS1123_LABEL.match(label) and len(label) <= 63 for label in dns_name.split(".")), dns_name
+        assert len(dns_name) <= 253
 
 
 def test_limits_are_the_documented_ones(render_chart):

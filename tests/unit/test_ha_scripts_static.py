@@ -17,7 +17,7 @@ HA_SCRIPTS = sorted(SCRIPTS.glob("ha-*.sh"))
 
 def test_the_ha_scripts_exist():
     assert {p.name for p in HA_SCRIPTS} >= {"ha-common.sh", "ha-bootstrap.sh", "ha-sentinel.sh", "ha-prestop.sh",
-                                            "ha-replica-ready.sh"}
+                                            "ha-sentinel-prestop.sh", "ha-replica-ready.sh"}
 
 
 @pytest.mark.parametrize("script", HA_SCRIPTS, ids=lambda p: p.name)

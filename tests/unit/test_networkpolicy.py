@@ -1,7 +1,8 @@
-"""The NetworkPolicy (spec 4.1), proved with network-config-analyzer on the rendered objects.
+"""The NetworkPolicies (docs/requirements.md), proved with network-config-analyzer on the rendered objects.
 
 Each case asks nca whether the rendered policies permit (or forbid) one connection between the
-rendered cache pod and a sample pod of tests/security/nca/cluster.yaml; nca answers by exit code.
+rendered cache pods (or, with replication, the HAProxy pods) and a sample pod of
+tests/security/nca/cluster.yaml; nca answers by exit code.
 """
 
 from __future__ import annotations
@@ -88,18 +89,20 @@ BATCH_REPORTER = _peer("batch", {"app": "reporter"})
 COREDNS = _peer("kube-system", {"k8s-app": "kube-dns"})
 OUTSIDE_IP = {"ipBlock": {"cidr": OUTSIDE}}
 CACHE_PODS = _peer(NAMESPACE, {"app.kubernetes.io/component": "redis"})
+HAPROXY_PODS = _peer(NAMESPACE, {"app.kubernetes.io/component": "haproxy"})
 REPLICATION_EGRESS = {"to": [{"podSelector": CACHE_PODS["podSelector"]}], "ports": [{"port": 6379, "protocol": "TCP"}]}
 
 
-def _query(direction: str, peer: dict, port: int, protocol: str = "TCP") -> dict:
-    """A NetworkPolicy that describes one connection to (ingress) or from (egress) the cache pods."""
+def _query(direction: str, peer: dict, port: int, protocol: str = "TCP", target: str = "redis") -> dict:
+    """A NetworkPolicy that describes one connection to (ingress) or from (egress) the cache pods (target
+    "redis", the data pods) or the HAProxy pods (target "haproxy")."""
     rule = {"ports": [{"port": port, "protocol": protocol}], ("from" if direction == "ingress" else "to"): [peer]}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {"name": "query", "namespace": NAMESPACE},
         "spec": {
-            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "redis"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": target}},
             "policyTypes": ["Ingress" if direction == "ingress" else "Egress"],
             direction: [rule],
         },
@@ -117,6 +120,7 @@ VALUE_SETS = {
                     "valkey": {"networkPolicy": {"enabled": True}, "exporter": {"enabled": False}}},
     # Negative control: without the policy the forbidden connections are open, so the proofs can fail.
     "disabled": _values(enabled=False),
+    "ha": {**_values(), "valkey": {"architecture": "replication", "replicas": 3, "networkPolicy": {"enabled": True}}},
 }
 
 # (id, value set, direction, peer, port, protocol, permitted)
@@ -152,12 +156,50 @@ CASES = [
     ("no-exporter-prometheus-to-9121", "no-exporter", "ingress", PROMETHEUS, 9121, "TCP", False),
     ("disabled-app-other-ns-to-6379", "disabled", "ingress", OTHER_NS_APP, 6379, "TCP", True),
     ("disabled-egress-to-outside-ip", "disabled", "egress", OUTSIDE_IP, 443, "TCP", True),
+    # Standalone: no Sentinel port between cache pods.
+    ("no-sentinel-port-between-cache-pods", "defaults", "ingress", CACHE_PODS, 26379, "TCP", False),
+    # Replication (value set "ha"): data pods <-> data pods on the server and Sentinel ports, both directions.
+    ("ha-replication-into-data-pods", "ha", "ingress", CACHE_PODS, 6379, "TCP", True),
+    ("ha-sentinel-into-data-pods", "ha", "ingress", CACHE_PODS, 26379, "TCP", True),
+    ("ha-replication-out-of-data-pods", "ha", "egress", CACHE_PODS, 6379, "TCP", True),
+    ("ha-sentinel-out-of-data-pods", "ha", "egress", CACHE_PODS, 26379, "TCP", True),
+    ("ha-data-pods-to-other-port", "ha", "egress", CACHE_PODS, 9121, "TCP", False),
+    ("ha-data-pods-to-outside-6379", "ha", "egress", OUTSIDE_IP, 6379, "TCP", False),
+    ("ha-data-pods-to-haproxy", "ha", "egress", HAPROXY_PODS, 6379, "TCP", False),
+    # HAProxy -> data pods: client connections and role checks on 6379, Sentinel checks on 26379.
+    ("ha-haproxy-into-data-pods-6379", "ha", "ingress", HAPROXY_PODS, 6379, "TCP", True),
+    ("ha-haproxy-into-data-pods-26379", "ha", "ingress", HAPROXY_PODS, 26379, "TCP", True),
+    ("ha-haproxy-into-data-pods-9121", "ha", "ingress", HAPROXY_PODS, 9121, "TCP", False),
+    # Sentinel-aware application pods reach the Sentinels and the servers; nobody else does.
+    ("ha-app-to-sentinel", "ha", "ingress", SAME_NS_APP, 26379, "TCP", True),
+    ("ha-app-to-data-pods-6379", "ha", "ingress", SAME_NS_APP, 6379, "TCP", True),
+    ("ha-unlabelled-to-sentinel", "ha", "ingress", SAME_NS_PLAIN, 26379, "TCP", False),
+    ("ha-app-other-ns-to-sentinel", "ha", "ingress", OTHER_NS_APP, 26379, "TCP", False),
+    ("ha-batch-to-sentinel", "ha", "ingress", BATCH_REPORTER, 26379, "TCP", False),
+    ("ha-prometheus-to-sentinel-exporter", "ha", "ingress", PROMETHEUS, 9355, "TCP", True),
+    ("ha-app-to-sentinel-exporter", "ha", "ingress", SAME_NS_APP, 9355, "TCP", False),
+    ("ha-prometheus-to-sentinel", "ha", "ingress", PROMETHEUS, 26379, "TCP", False),
+    # The HAProxy pods' own policy: the application in, on the client port; Prometheus on the metrics port.
+    ("ha-app-to-haproxy", "ha", "ingress", SAME_NS_APP, 6379, "TCP", True, "haproxy"),
+    ("ha-app-to-haproxy-metrics", "ha", "ingress", SAME_NS_APP, 8404, "TCP", False, "haproxy"),
+    ("ha-unlabelled-to-haproxy", "ha", "ingress", SAME_NS_PLAIN, 6379, "TCP", False, "haproxy"),
+    ("ha-app-other-ns-to-haproxy", "ha", "ingress", OTHER_NS_APP, 6379, "TCP", False, "haproxy"),
+    ("ha-outside-to-haproxy", "ha", "ingress", OUTSIDE_IP, 6379, "TCP", False, "haproxy"),
+    ("ha-prometheus-to-haproxy-metrics", "ha", "ingress", PROMETHEUS, 8404, "TCP", True, "haproxy"),
+    ("ha-fake-prometheus-to-haproxy-metrics", "ha", "ingress", SAME_NS_FAKE_PROMETHEUS, 8404, "TCP", False, "haproxy"),
+    ("ha-haproxy-to-data-pods-6379", "ha", "egress", CACHE_PODS, 6379, "TCP", True, "haproxy"),
+    ("ha-haproxy-to-data-pods-26379", "ha", "egress", CACHE_PODS, 26379, "TCP", True, "haproxy"),
+    ("ha-haproxy-to-data-pods-9121", "ha", "egress", CACHE_PODS, 9121, "TCP", False, "haproxy"),
+    ("ha-haproxy-dns", "ha", "egress", COREDNS, 53, "UDP", True, "haproxy"),
+    ("ha-haproxy-to-app-pod", "ha", "egress", SAME_NS_APP, 8080, "TCP", False, "haproxy"),
+    ("ha-haproxy-to-outside-443", "ha", "egress", OUTSIDE_IP, 443, "TCP", False, "haproxy"),
+    ("ha-haproxy-to-haproxy", "ha", "ingress", HAPROXY_PODS, 6379, "TCP", False, "haproxy"),
 ]
 
 
 # What nca reads from the render. Other objects stay out: nca skips a whole file as "templated" when any
 # text in it holds `{{` (Prometheus rule annotations, dashboard JSON), and would then see nothing.
-NCA_KINDS = {"NetworkPolicy", "StatefulSet", "Pod", "Service"}
+NCA_KINDS = {"NetworkPolicy", "StatefulSet", "Deployment", "Pod", "Service"}
 
 
 def _write_inputs(directory: Path, values: dict) -> tuple[Path, Path]:
@@ -178,9 +220,9 @@ def _run_scheme(set_name: str, cases: list, tmp: Path) -> tuple[str, list, subpr
     policies, resources = _write_inputs(directory, VALUE_SETS[set_name])
     configs = [{"name": "base", "networkPolicyList": [str(policies)]}]
     queries = []
-    for cid, _set, direction, peer, port, protocol, permitted in cases:
+    for cid, _set, direction, peer, port, protocol, permitted, *target in cases:
         query = directory / f"{cid}.yaml"
-        query.write_text(yaml.safe_dump(_query(direction, peer, port, protocol)))
+        query.write_text(yaml.safe_dump(_query(direction, peer, port, protocol, *target)))
         configs.append({"name": cid, "networkPolicyList": [str(query)]})
         queries.append({"name": f"{cid}--permits", "permits": ["base", cid], "expected": 0 if permitted else 1})
         queries.append({"name": f"{cid}--forbids", "forbids": ["base", cid], "expected": 1 if permitted else 0})

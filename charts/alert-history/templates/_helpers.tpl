@@ -386,6 +386,7 @@ naming each key.
 {{- /* Volume names: the chart's own, then valkey.extraVolumes. */ -}}
 {{- $volumes := list "data" "config" "scripts" "secret" "run" "tmp" -}}
 {{- if $v.exporter.enabled -}}{{- $volumes = append $volumes "exporter-run" -}}{{- end -}}
+{{- if $replication -}}{{- $volumes = append $volumes "ha-secret" -}}{{- end -}}
 {{- range $i, $vol := $v.extraVolumes -}}
 {{- if has $vol.name $volumes -}}
 {{- $errors = append $errors (printf "valkey.extraVolumes[%d].name: %q is already a volume of the pod (%s)" $i $vol.name (join ", " $volumes)) -}}

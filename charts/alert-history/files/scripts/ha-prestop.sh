@@ -51,10 +51,17 @@ while :; do
   sleep "$retry_interval"
 done
 
+# The other pods' Sentinels first: this pod's own Sentinel is being stopped with it.
+sentinels_in_order=""
+for node in $HA_NODES; do
+  [ "$node" = "$my_name" ] || sentinels_in_order="$sentinels_in_order $node"
+done
+sentinels_in_order="$sentinels_in_order $my_name"
+
 failover_sent=no
 while [ "$(now)" -lt "$deadline" ]; do
   if [ "$failover_sent" = no ]; then
-    for node in $HA_NODES; do
+    for node in $sentinels_in_order; do
       reply=$(cli_as_sentinel "$node" "$sentinel_port" sentinel failover "$master_set" 2>&1) || true
       case "$reply" in
         OK | INPROG*)
