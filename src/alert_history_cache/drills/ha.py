@@ -558,9 +558,6 @@ def _c_sentinel_loss(d, result, fig):
                  f"{fig['failed_writes']} failed, longest gap {fig['longest_acknowledgement_gap_seconds']} s",
                  fig["failed_writes"] == 0 and fig["longest_acknowledgement_gap_seconds"] <= 1.0)
     result.check("acknowledged writes lost", "0", fig["acknowledged_writes_lost"], fig["acknowledged_writes_lost"] == 0)
-    if "quorum_alert" in fig:
-        result.check("quorum alert fires", "RedisSentinelQuorumUnreachable firing", fig["quorum_alert"],
-                     fig["quorum_alert"] == "firing")
 
 
 def _c_full_restart(d, result, fig):
