@@ -6,8 +6,10 @@ import importlib
 
 import click
 
-from .cli_common import engine_option, finish_drill, json_option, one_line_failures, state_dir_option, values_options
+from .cli_common import (DURATION, engine_option, finish_drill, json_option, one_line_failures, state_dir_option,
+                         values_options)
 from .cli_load import load
+from .drills.ha import SCENARIOS as HA_SCENARIOS
 
 STATE_DIR_HELP = "State dir of the drill's pod [default: a temporary one]."
 
@@ -46,3 +48,28 @@ drill.add_command(_drill_command(
     "failover",
     "The failover requirement (docs/requirements.md): graceful delete, hard kill and a truncated AOF tail under "
     "a write load; acknowledged writes lost, loss window and kill-to-ready time."))
+
+
+@drill.command("ha")
+@click.option("--scenario", required=True, type=click.Choice(HA_SCENARIOS),
+    help="What breaks (docs/ha-drills.md has the goal of each).")
+@values_options
+@engine_option
+@state_dir_option(None, STATE_DIR_HELP)
+@json_option
+@click.option("--node-loss-delay", type=DURATION, default="60s", show_default=True,
+              help="node-loss: how long the frozen pod stays before it is force-deleted.")
+@click.option("--sentinel-loss-hold", type=DURATION, default="20s", show_default=True,
+              help="sentinel-loss: how long 2 of the 3 Sentinels stay stopped.")
+@one_line_failures
+def ha(scenario, values_files, sets, engine, state_dir, json_path, node_loss_delay, sentinel_loss_hold) -> None:
+    """HA drill on a replicated release (3 data pods with Sentinels, HAProxy behind the client Service) under a
+    recorded write and read load through the client Service: writes unavailable, acknowledged writes lost, read
+    errors, time to the new primary, the split-brain figure and the old primary's return as a replica."""
+    from . import chart
+    from .drills import ha as ha_drill
+
+    values = chart.load_values(values_files, sets)
+    result = ha_drill.run(scenario, engine=engine, values=values, state_dir=str(state_dir) if state_dir else None,
+                          node_loss_delay=node_loss_delay, sentinel_loss_hold=sentinel_loss_hold)
+    finish_drill(result, json_path)

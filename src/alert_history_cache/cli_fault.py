@@ -1,4 +1,4 @@
-"""`alert-history-cache fault kill|delete|partition|heal`: faults on demand in a stack started by `up`.
+"""`alert-history-cache fault kill|delete|partition|freeze|heal`: faults on demand in a stack started by `up`.
 
 The stack's supervising `up` process owns every pod, so the command sends it a request (control.py) and
 prints its answer as JSON. Latency injection is not offered: this kernel has no `netem` qdisc."""
@@ -66,6 +66,16 @@ def delete(pod: str, force: bool, state_dir: Path) -> None:
 def partition(pod: str, peers: tuple[str, ...], state_dir: Path) -> None:
     """Drop a pod's traffic with nftables inside its network namespace (packets vanish: peers time out)."""
     _send(state_dir, "partition", pod=pod, peers=list(peers) if peers else None)
+
+
+@fault.command()
+@click.argument("pod")
+@state_dir_option(DEFAULT_STATE_DIR, STATE_HELP)
+def freeze(pod: str, state_dir: Path) -> None:
+    """A lost node: partition POD from everything, stop its kubelet (no probes, no restarts) and SIGSTOP every
+    process of the pod, which keeps its processes but answers nothing. End it with `fault delete POD --force`
+    (the node-loss drill does so 60 s later)."""
+    _send(state_dir, "freeze", pod=pod)
 
 
 @fault.command()

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import hosts, partition as partitions, services as svcs
+from . import hosts, netns, partition as partitions, services as svcs
 from .kube import KubeError, Objects
 from .pod import LocalPod, PodStartError
 from .service_proxy import ProxiedService, ServicePort, ServiceProxy, ensure_forwarding, restore_forwarding
@@ -44,6 +46,11 @@ def proxy_table(state_dir: Path) -> str:
 
 class ClusterError(KubeError):
     pass
+
+
+def partitions_pids(pod: LocalPod) -> list[int]:
+    """Every process of the pod: the ones in its network namespace (containers, their children, exec probes)."""
+    return netns.pids_in(pod.net) if pod.net else []
 
 
 class LocalCluster:
@@ -362,6 +369,24 @@ class LocalCluster:
         self._changed()
         return {"pod": pod, "peers": None if peers is None else list(peers), "addresses": ips}
 
+    def freeze(self, pod: str) -> dict:
+        """A lost node: the pod is partitioned from everything, its kubelet stops (no probes, no restarts) and
+        every process of the pod is stopped with SIGSTOP: it keeps its processes and answers nothing. Only a
+        (forced) delete ends it, as on a node that never comes back."""
+        p = self.pod(pod)
+        if p.net is None or p.kubelet is None:
+            raise ClusterError(f"pod {pod} is not running (deleted?)")
+        result = self.partition(pod)
+        p.kubelet.freeze()
+        frozen = []
+        for pid in partitions_pids(p):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+        p.frozen = True
+        self._changed()
+        return {**result, "frozen_pids": frozen}
+
     def heal(self, pod: str | None = None) -> list[str]:
         healed = []
         for p in ([self.pod(pod)] if pod else self._pod_list()):
@@ -379,6 +404,7 @@ class LocalCluster:
             data = p.snapshot()
             data["address"] = p.ip
             data["partition"] = p.partition
+            data["frozen"] = p.frozen
             pods.append(data)
         services = []
         for s in self.services:

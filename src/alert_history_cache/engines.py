@@ -83,12 +83,16 @@ class Engine:
         out: dict[str, Path] = {}
         for family in ("valkey", "redis"):
             out[f"{family}-server"] = self.server
+            # The images' Sentinel name: the server binary started as `*-sentinel` runs Sentinel.
+            out[f"{family}-sentinel"] = self.server
             out[f"{family}-cli"] = self.cli
         for tool, name in self.checker_names.items():
             out[name] = self.server
             out[name.replace("valkey-", "redis-")] = self.server
         for name, path in self.checker_paths.items():
             out[name] = path
+        if HAPROXY.path.exists():
+            out["haproxy"] = HAPROXY.path  # the haproxy image's binary (the chart's HAProxy Deployment)
         if self.benchmark_path and self.benchmark_path.exists():
             out["redis-benchmark"] = self.benchmark_path
             out["valkey-benchmark"] = self.benchmark_path
@@ -195,5 +199,7 @@ PROMETHEUS = Program("Prometheus", _which("prometheus", "/usr/bin/prometheus"),
                      "apt-get install prometheus", r"version (\d+\.\d+\.\d+)")
 PROMTOOL = Program("promtool", _which("promtool", "/usr/bin/promtool"),
                    "apt-get install prometheus", r"version (\d+\.\d+\.\d+)")
+HAPROXY = Program("HAProxy", _which("haproxy", "/usr/sbin/haproxy"), "apt-get install haproxy",
+                  r"version (\d+\.\d+\.\d+)")
 ALERTMANAGER = Program("Alertmanager", _which("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
                        "apt-get install prometheus-alertmanager", r"version (\d+\.\d+\.\d+)")

@@ -125,6 +125,7 @@ class Kubelet:
         self.events: collections.deque = collections.deque(maxlen=2000)
         self.ready_transitions: list[tuple[float, bool]] = []  # (time.monotonic(), pod ready)
         self._pod_ready = False
+        self._frozen = threading.Event()  # a lost node: no probes, no restarts, status as last reported
 
     # -- public ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -177,6 +178,16 @@ class Kubelet:
             self._update_ready()
         self._event("pod", "Killing", f"stopped containers (exit codes {codes})")
         return codes
+
+    def freeze(self) -> None:
+        """The node is gone: this kubelet stops probing and restarting (its last report stands, as the API
+        server keeps a lost node's pod status until the node controller acts)."""
+        self._frozen.set()
+        self._event("pod", "NodeLost", "kubelet frozen: no probes, no restarts")
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen.is_set()
 
     @property
     def pod_ready(self) -> bool:
@@ -235,6 +246,8 @@ class Kubelet:
 
     def _sync_loop(self) -> None:
         while not self._stop.wait(0.05):
+            if self._frozen.is_set():
+                continue
             for name, c in self.containers.items():
                 changed = False
                 with self._lock:
@@ -300,6 +313,9 @@ class Kubelet:
             if self._stop.is_set():
                 return
             next_run = time.monotonic() + period
+            if self._frozen.is_set():
+                next_run = time.monotonic() + 0.1
+                continue
             with self._lock:
                 st = self.status[name]
                 probe = st.probes[kind]
@@ -322,7 +338,7 @@ class Kubelet:
         kill_reason = None
         with self._lock:
             st = self.status[name]
-            if st.incarnation != incarnation or st.killing:
+            if st.incarnation != incarnation or st.killing or self._frozen.is_set():
                 return  # the container was restarted meanwhile: this result is stale
             p = st.probes[kind]
             p.runs += 1

@@ -81,6 +81,7 @@ class LocalPod:
         self.generation = 0  # incarnations so far (a delete and create makes a new one)
         self.terminating = False
         self.partition: dict | None = None  # a fault's partition (a new incarnation's netns has none)
+        self.frozen = False  # a node-loss fault stopped every process (a new incarnation runs again)
         self.init_results: list[dict] = []
         self.created_at: float | None = None
         self.created_monotonic: float | None = None
@@ -177,6 +178,7 @@ class LocalPod:
         self.uid = str(uuid.uuid4())
         self.terminating = False
         self.partition = None
+        self.frozen = False
         self.init_results = []
         self.created_at, self.created_monotonic = time.time(), time.monotonic()
         self.net = netns.create({**self.owner, "pod": self.name})

@@ -2,7 +2,8 @@
 
 Plot series (DrillResult.series) are plain JSON so any drill can add its own:
 - {"kind": "line", "title", "x_label", "y_label", "x": [...], "lines": {label: [...]}, "spans": [{start, end,
-  label}], "extra": {label: {"x", "y"}}, "log_x", "log_y"}: lines over x; spans shaded (BGSAVE, AOF rewrite).
+  label}], "extra": {label: {"x", "y"}}, "log_x", "log_y", "y_ticks": {value: label}}: lines over x; spans
+  shaded (BGSAVE, AOF rewrite, a drill's faults); y_ticks names levels (the HA drills' role of each pod).
 - {"kind": "bar", "edges": [...], "counts": [...]}: a histogram.
 - {"kind": "timeline", "phases": [{"start", "end", "label"}], "events": [{"t", "label"}]}: a recovery timeline.
 Series whose key starts with "panel:" are dashboard panels captured from Prometheus; they get their own section.
@@ -80,6 +81,9 @@ def plot_line(s: dict, size=(7.5, 3.4)) -> str:
         ax.set_xscale("log")
     if s.get("log_y"):
         ax.set_yscale("log")
+    if s.get("y_ticks"):  # named levels (e.g. a pod's role)
+        ticks = sorted((float(k), v) for k, v in s["y_ticks"].items())
+        ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=8)
     ax.set_title(s.get("title", ""), fontsize=10)
     ax.set_xlabel(s.get("x_label", ""))
     ax.set_ylabel(s.get("y_label", ""))

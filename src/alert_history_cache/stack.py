@@ -54,9 +54,23 @@ class StackError(RuntimeError):
     """The stack cannot start or act; the message says why and what to do."""
 
 
-def base_values(engine: str) -> dict:
-    """The layer under the user's values: the release's names and the engine's image."""
-    return {"fullnameOverride": "alerthistory", "valkey": {"image": dict(engines.ENGINE_IMAGES[engine])}}
+REPLICATION_REPLICAS = 3
+
+
+def base_values(engine: str, user_values: dict | None = None) -> dict:
+    """The layer under the user's values: the release's names and the engine's image; with
+    `valkey.architecture: replication` and no `valkey.replicas`, 3 data pods (a primary and two replicas, the
+    smallest set the chart accepts), so `up --set valkey.architecture=replication` runs as it reads."""
+    valkey: dict = {"image": dict(engines.ENGINE_IMAGES[engine])}
+    user = (user_values or {}).get("valkey") or {}
+    if user.get("architecture") == "replication" and "replicas" not in user:
+        valkey["replicas"] = REPLICATION_REPLICAS
+    # The local cluster has no DNS server (names come from hosts files): HAProxy's run-time resolvers would find
+    # no nameserver and, after their 30 s hold, put every server in maintenance. Without them HAProxy resolves
+    # the pods' names once at its start (libc, the hosts file), so it does not follow a recreated pod's new
+    # address (docs/local-stack.md, "Limits").
+    valkey["haproxy"] = {"resolvers": False}
+    return {"fullnameOverride": "alerthistory", "valkey": valkey}
 
 
 def require_root() -> None:
@@ -107,7 +121,7 @@ class LocalStack:
         self.engine = engines.get(engine)
         self.state_dir = Path(state_dir).resolve()  # /proc/<pid>/root shows resolved paths
         self.user_values = copy.deepcopy(values or {})
-        self.values = chart.deep_merge(base_values(engine), self.user_values)
+        self.values = chart.deep_merge(base_values(engine, self.user_values), self.user_values)
         self.secret_files = dict(secret_files or {})
         self.monitoring_wanted = monitoring
         self.monitoring_options = monitoring_options or MonitoringOptions()
@@ -232,6 +246,8 @@ class LocalStack:
         commands = [c.get("command", [""])[0] for w in workloads for c in w["spec"]["template"]["spec"]["containers"]]
         if "/redis_exporter" in commands:
             engines.EXPORTER.binary  # noqa: B018 - raises MissingBinary naming the package
+        if "haproxy" in commands:
+            engines.HAPROXY.binary  # noqa: B018
         if self.monitoring_enabled:
             engines.PROMETHEUS.binary, engines.ALERTMANAGER.binary  # noqa: B018
 
@@ -390,6 +406,8 @@ class LocalStack:
             result = c.delete_pod(args["pod"], force=bool(args.get("force")))
         elif action == "partition":
             result = c.partition(args["pod"], args.get("peers"))
+        elif action == "freeze":
+            result = c.freeze(args["pod"])
         elif action == "heal":
             result = {"healed": c.heal(args.get("pod"))}
         else:

@@ -39,6 +39,7 @@ def _pod_summary(pod: dict) -> dict:
     return {"name": pod["name"], "namespace": pod.get("namespace"), "address": pod.get("address", pod.get("ip")),
             "ready": bool(pod.get("ready")), "generation": pod.get("generation"), "owner": pod.get("owner"),
             "terminating": pod.get("terminating", False), "partition": pod.get("partition"),
+            "frozen": pod.get("frozen", False),
             "containers": containers}
 
 

@@ -2,6 +2,7 @@
 
   configMap -> STATE/configmaps/<name>/<key>   (defaultMode, group fsGroup)
   secret    -> STATE/secrets/<name>/<key>      (mode 0400, owned by runAsUser, group fsGroup; dir 0500)
+  (a volume that selects `items` gets its own folder <name>.<volume>; `optional` skips missing keys)
   emptyDir  -> STATE/emptydirs/<volume>/       (medium Memory: a tmpfs mounted here, sizeLimit as its size)
   PVC       -> the folder `claim_dir(<claim>)` gives (the cluster keeps one per pod and claim)
 STATE is the pod's own folder. The PVC survives every stop and start; emptyDirs are emptied when a new pod
@@ -67,9 +68,9 @@ class Volumes:
         for vol in self.spec.get("volumes", []):
             name = vol["name"]
             if "configMap" in vol:
-                self.paths[name] = self._config_map(vol["configMap"])
+                self.paths[name] = self._config_map(vol["configMap"], name)
             elif "secret" in vol:
-                self.paths[name] = self._secret(vol["secret"])
+                self.paths[name] = self._secret(vol["secret"], name)
             elif "emptyDir" in vol:
                 self.paths[name] = self._empty_dir(name, vol["emptyDir"] or {})
             elif "persistentVolumeClaim" in vol:
@@ -80,8 +81,14 @@ class Volumes:
             self.paths[claim["metadata"]["name"]] = self._claim(claim["metadata"]["name"])
         return self.paths
 
+    @staticmethod
+    def _folder(base: Path, object_name: str, ref: dict, volume: str) -> Path:
+        """One folder per object; a volume that selects `items` gets its own (two volumes of one Secret with
+        different keys must not share a folder)."""
+        return base / (f"{object_name}.{volume}" if ref.get("items") else object_name)
+
     def _write_files(self, folder: Path, data: dict[str, bytes], items: list | None, mode: int,
-                     owner: int, dir_mode: int) -> Path:
+                     owner: int, dir_mode: int, optional: bool = False) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True, mode=0o700)
@@ -89,6 +96,8 @@ class Volumes:
             else {k: (k, mode) for k in data}
         for key, (rel, file_mode) in selected.items():
             if key not in data:
+                if optional:
+                    continue  # optional: true also covers missing keys, as the kubelet does
                 raise KubeError(f"{folder.parent.name} {folder.name!r} has no key {key!r}")
             target = folder / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,16 +110,18 @@ class Volumes:
         os.chmod(folder, dir_mode)
         return folder
 
-    def _config_map(self, ref: dict) -> Path:
+    def _config_map(self, ref: dict, volume: str = "") -> Path:
         data = self.objects.config_map(ref["name"])
-        return self._write_files(self.state / "configmaps" / ref["name"], data, ref.get("items"),
-                                 ref.get("defaultMode", 0o644), 0, 0o755)
+        return self._write_files(self._folder(self.state / "configmaps", ref["name"], ref, volume), data,
+                                 ref.get("items"), ref.get("defaultMode", 0o644), 0, 0o755,
+                                 optional=bool(ref.get("optional")))
 
-    def _secret(self, ref: dict) -> Path:
+    def _secret(self, ref: dict, volume: str = "") -> Path:
         data = self.objects.secret(ref["secretName"])
         # Readable by the pod's user only (mode 0400); nobody else on the machine can list or read it.
-        return self._write_files(self.state / "secrets" / ref["secretName"], data, ref.get("items"),
-                                 ref.get("defaultMode", 0o400), self.run_as_user, 0o500)
+        return self._write_files(self._folder(self.state / "secrets", ref["secretName"], ref, volume), data,
+                                 ref.get("items"), ref.get("defaultMode", 0o400), self.run_as_user, 0o500,
+                                 optional=bool(ref.get("optional")))
 
     def _empty_dir(self, name: str, spec: dict) -> Path:
         folder = self.state / "emptydirs" / name

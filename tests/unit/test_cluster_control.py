@@ -83,7 +83,7 @@ def test_status_document_from_stack_json(tmp_path) -> None:
     assert doc["running"] is False and doc["phase"] == "stopped"
     assert doc["pods"] == [{"name": "x-0", "namespace": "ns", "address": "10.244.9.2", "ready": True,
                             "generation": 2, "owner": {"kind": "StatefulSet", "name": "x"}, "terminating": False,
-                            "partition": None,
+                            "partition": None, "frozen": False,
                             "containers": [{"name": "valkey", "state": "running", "ready": True, "restarts": 1,
                                             "pid": 5, "last_exit": None}]}]
     assert doc["services"] == [svc] and doc["client"] == {"service": "x", "address": "10.96.0.5:6379"}
