@@ -152,7 +152,7 @@ class ServiceProxy:
                 chains.append((svc_chain, [f"numgen random mod {len(ep_chains)} vmap {{ {picks} }}"]))
 
         t = self.table
-        out = [f"# Service proxy of one local stack; replaced as a whole by each sync.",
+        out = ["# Service proxy of one local stack; replaced as a whole by each sync.",
                f"table ip {t}", f"delete table ip {t}", f"table ip {t} {{"]
         if cluster_ips:
             elements = ", ".join(sorted(cluster_ips, key=ipaddress.IPv4Address))

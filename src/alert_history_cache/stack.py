@@ -34,7 +34,7 @@ from .cluster import LocalCluster
 from .credentials import Credentials, CredentialsError
 from .kube import Objects, read_secret_files
 from .monitoring_stack import Monitoring, MonitoringOptions, PodInfo
-from .pod import LocalPod, PodStartError
+from .pod import LocalPod
 from .promapi import Alertmanager, Prometheus
 from .stack_state import (STATE_FILE, cleanup, is_running, proc_record, processes_of, read_state,
                           release_lock, take_lock, write_json)

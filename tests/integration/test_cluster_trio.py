@@ -10,21 +10,18 @@ The cleanup checks (assert_cluster_gone) are in tests/helpers/cluster.py."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
 
-import psutil
 import pytest
 import redis
 
-from alert_history_cache import chart, engines, services
-from alert_history_cache.cluster import LocalCluster, proxy_table
+from alert_history_cache import chart, engines
+from alert_history_cache.cluster import LocalCluster
 from alert_history_cache.kube import Objects
-from alert_history_cache.service_proxy import FORWARDING_DIR, tables_with_prefix
 from alert_history_cache.stack import make_bin_dir
 from alert_history_cache.volumes import unmount_all
 from helpers.cluster import assert_cluster_gone

@@ -18,7 +18,7 @@ from alert_history_cache.promapi import Alertmanager, Prometheus
 
 from helpers.servers import ServerAccess
 
-from .test_app_profile import test_application_profile_replay as replay_profile
+from helpers.app_profile import replay_application_profile
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_up_replication_one_primary_and_the_client_profile(tmp_path, needs_root,
 
         server = ClientService(doc["client"]["address"], Path(doc["secrets"]["dir"]))
         for protocol in (2, 3):
-            replay_profile(server, protocol)
+            replay_application_profile(server, protocol)
         primary = next(p for p in data if any(c.get("role") == "master" for c in p["containers"]))
         # Everything went to the primary: it holds what the profile wrote.
         direct = redis.Redis(host=primary["address"], port=server.port, username=server.acl["adminUser"],

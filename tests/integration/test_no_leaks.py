@@ -13,7 +13,6 @@ import secrets
 import socket
 from pathlib import Path
 
-import psutil
 import pytest
 import redis
 

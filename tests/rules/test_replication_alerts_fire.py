@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import port_for
@@ -87,7 +86,7 @@ def test_replication_alerts_fire_for_their_causes(engine_name, tmp_path):
         primary_proc = stack.enter_context(_server(engine, p_port, tmp_path / "primary"))
         replica_proc = stack.enter_context(
             _server(engine, r_port, tmp_path / "replica", "--replicaof", "127.0.0.1", str(p_port)))
-        primary, replica = redis.Redis(port=p_port), redis.Redis(port=r_port)
+        replica = redis.Redis(port=r_port)
         wait_until(lambda: replica.info("replication").get("master_link_status") == "up", 30, "the replica to sync")
         sentinels = [stack.enter_context(_sentinel(engine, p, p_port, tmp_path / f"sentinel-{i}"))
                      for i, p in enumerate(s_ports)]

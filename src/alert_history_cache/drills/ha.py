@@ -14,7 +14,6 @@ import concurrent.futures
 import contextlib
 import signal
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
