@@ -88,16 +88,26 @@ def series(title: str, description: str, unit: str, queries: list, *, w: int = 1
     return _targets(panel, queries)
 
 
-def ok_mapping() -> list:
-    """1 shows OK in green, 0 FAILED in red: the status gauges of the exporter."""
+def two_state_mapping(zero: tuple[str, str], one: tuple[str, str]) -> list:
+    """A 0/1 gauge shown as words in colours, e.g. (("FAILED", "red"), ("OK", "green"))."""
     return [
         model.ValueMap(
             options={
-                "0": model.ValueMappingResult(text="FAILED", color="red", index=0),
-                "1": model.ValueMappingResult(text="OK", color="green", index=1),
+                "0": model.ValueMappingResult(text=zero[0], color=zero[1], index=0),
+                "1": model.ValueMappingResult(text=one[0], color=one[1], index=1),
             }
         )
     ]
+
+
+def ok_mapping() -> list:
+    """1 shows OK in green, 0 FAILED in red: the status gauges of the exporter."""
+    return two_state_mapping(("FAILED", "red"), ("OK", "green"))
+
+
+def up_mapping() -> list:
+    """1 shows UP in green, 0 DOWN in red."""
+    return two_state_mapping(("DOWN", "red"), ("UP", "green"))
 
 
 def single(title: str, description: str, unit: str, queries: list, *, w: int = 6, h: int = 5, mappings=None):
@@ -120,12 +130,7 @@ def single(title: str, description: str, unit: str, queries: list, *, w: int = 6
 
 def role_timeline(title: str, description: str, queries: list, *, w: int = 12, h: int = 6):
     """Primary or replica per pod over time, from the role record."""
-    roles = model.ValueMap(
-        options={
-            "0": model.ValueMappingResult(text="replica", color="blue", index=0),
-            "1": model.ValueMappingResult(text="primary", color="green", index=1),
-        }
-    )
+    roles = two_state_mapping(("replica", "blue"), ("primary", "green"))
     panel = (
         statetimeline.Panel()
         .title(title)
@@ -133,7 +138,7 @@ def role_timeline(title: str, description: str, queries: list, *, w: int = 12, h
         .datasource(DATASOURCE)
         .span(w)
         .height(h)
-        .mappings([roles])
+        .mappings(roles)
         .show_value(common.VisibilityMode.AUTO)
     )
     return _targets(panel, queries)
@@ -187,14 +192,7 @@ def build() -> model.Dashboard:
             "redis_up: the exporter reaches the server. up: Prometheus reaches the exporter.",
             "none",
             [q(f"redis_up{{{SEL}}}", "server {{pod}}"), q(f"up{{{SEL}}}", "exporter {{pod}}")],
-            mappings=[
-                model.ValueMap(
-                    options={
-                        "0": model.ValueMappingResult(text="DOWN", color="red", index=0),
-                        "1": model.ValueMappingResult(text="UP", color="green", index=1),
-                    }
-                )
-            ],
+            mappings=up_mapping(),
         ),
         single(
             "Persistence status",
@@ -417,14 +415,7 @@ def build() -> model.Dashboard:
             "master_link_status of each replica (RedisReplicaLinkDown); the primary has none.",
             "none",
             [q(f"min without (master_host, master_port) (redis_master_link_up{{{SEL}}})", "{{pod}}")],
-            mappings=[
-                model.ValueMap(
-                    options={
-                        "0": model.ValueMappingResult(text="DOWN", color="red", index=0),
-                        "1": model.ValueMappingResult(text="UP", color="green", index=1),
-                    }
-                )
-            ],
+            mappings=up_mapping(),
         ),
         single(
             "Sentinel quorum",

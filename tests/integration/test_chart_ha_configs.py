@@ -26,7 +26,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import port_for
@@ -34,7 +33,10 @@ import pytest
 import redis
 
 from alert_history_cache import chart, engines
+from alert_history_cache.promapi import PromAPIError, http
 from alert_history_cache.waiting import wait_until
+
+from helpers.servers import map_lines
 
 pytestmark = pytest.mark.integration
 
@@ -64,13 +66,6 @@ def env_of(container: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 
 
-def map_lines(text: str, table: dict[str, str]) -> str:
-    lines = text.splitlines()
-    for old, new in table.items():
-        hits = [i for i, line in enumerate(lines) if line.strip() == old]
-        assert len(hits) == 1, f"expected exactly one line {old!r} in the rendered config, found {len(hits)}"
-        lines[hits[0]] = new
-    return "\n".join(lines) + "\n"
 
 
 class Release:
@@ -316,13 +311,11 @@ def test_rendered_pods_replicate_and_sentinels_boot(release: Release) -> None:
             proc = subprocess.Popen([str(engines.EXPORTER.binary)], env=exporter_env, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         release.procs.append(proc)
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
         def sentinel_metrics() -> str:
-            text = opener.open(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+            text = http("GET", f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).decode()
             return text if re.search(r"^redis_sentinel_masters 1$", text, re.M) else ""
 
-        text = wait_until(sentinel_metrics, 20, "the Sentinel exporter's metrics", ignore=(OSError,))
+        text = wait_until(sentinel_metrics, 20, "the Sentinel exporter's metrics", ignore=(PromAPIError,))
         assert re.search(r"^redis_up 1$", text, re.M)
         assert re.search(r'^redis_sentinel_master_ok_sentinels\{.*master_name="alerthistory".*\} 3$', text, re.M), \
             "\n".join(line for line in text.splitlines() if "sentinel" in line)
@@ -414,9 +407,8 @@ def test_rendered_haproxy_routes_to_the_one_primary(release: Release) -> None:
             assert app.set("ha:after-failover", "1")
 
     # The metrics endpoint HAProxy serves for Prometheus, and its health URI.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    metrics = opener.open(f"http://127.0.0.1:{release.haproxy_metrics}/metrics", timeout=5).read().decode()
+    metrics = http("GET", f"http://127.0.0.1:{release.haproxy_metrics}/metrics", timeout=5).decode()
     assert re.search(r'haproxy_backend_active_servers\{proxy="node_%d"\} 1' % new, metrics), metrics[:2000]
     assert re.search(r'haproxy_backend_active_servers\{proxy="sentinels_name_node_%d"\} 3' % new, metrics)
-    assert opener.open(f"http://127.0.0.1:{release.haproxy_metrics}/healthz", timeout=5).status == 200
+    http("GET", f"http://127.0.0.1:{release.haproxy_metrics}/healthz", timeout=5)  # raises unless 2xx
     assert release.denials() == []
