@@ -164,7 +164,12 @@ while True:
             raise
         time.sleep(0.2)
 replica = sentinel.slave_for(name, socket_timeout=1.0)
-while replica.get("after") != "2" and time.monotonic() < deadline:
+while time.monotonic() < deadline:
+    try:  # the frozen old primary is listed as a replica until Sentinel marks it down: the pool moves on
+        if replica.get("after") == "2":
+            break
+    except (redis.ConnectionError, redis.TimeoutError):
+        pass
     time.sleep(0.2)
 print(json.dumps({"primary": sentinel.discover_master(name)[0], "before": master.get("before"),
                   "after_on_replica": replica.get("after")}), flush=True)

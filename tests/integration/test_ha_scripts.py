@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -458,12 +459,17 @@ def test_old_primary_rejoins_new_primary_after_failover(make_cluster, engine_nam
                      "the Sentinels promoting a replica")[0]
     with cluster.client(new) as primary:
         primary.set("k", "after")
+        assert primary.execute_command("WAIT", 1, 5000) == 1  # the other replica has it, whoever is primary next
     cluster.start_server(p0)
-    assert cluster.wait_settled() is new
-    assert f"the Sentinels name {new.name} as primary (row 5)" in p0.log("server")
-    assert cluster.primaries() == [new.ordinal]
+    # On a loaded machine the Sentinels may fail over once more before pod 0 is back (the new primary looked
+    # down for down-after): what matters is that pod 0 joins whichever pod they name and is not a primary.
+    settled = cluster.wait_settled()
+    assert settled is not p0
+    joined = re.search(r"the Sentinels name (\S+) as primary \(row 5\)", p0.log("server"))
+    assert joined and joined.group(1) != p0.name, p0.log("server")[-2000:]
+    assert cluster.primaries() == [settled.ordinal]
     with cluster.client(p0) as old:
-        wait_until(lambda: old.get("k") == b"after", 10, "the old primary replicating the new one")
+        wait_until(lambda: old.get("k") == b"after", 30, "the old primary replicating the new one")
     assert cluster.acl_denials() == []
 
 
@@ -502,7 +508,8 @@ def test_recreated_pod_with_a_new_address_keeps_working(make_cluster, engine_nam
                 and mine["master-link-status"] == "ok" and int(theirs["slave-priority"]) == 0)
 
     with cluster.sentinel(new) as s:
-        wait_until(lambda: sentinel_sees_candidates(s), 30, "Sentinel seeing the recreated pod as the candidate",
+        # Sentinel reads its replicas' INFO every 10 s: a loaded machine needs several rounds.
+        wait_until(lambda: sentinel_sees_candidates(s), 90, "Sentinel seeing the recreated pod as the candidate",
                    ignore=REDIS_ERRORS)
         assert s.execute_command("SENTINEL", "FAILOVER", MASTER_SET)
     wait_until(lambda: cluster.named_primaries() == {p0.name}, 30, "the Sentinels promoting the recreated pod",
