@@ -90,9 +90,9 @@ def test_every_cited_requirement_is_defined():
 
 def test_the_patterns_catch_what_they_should():
     cases = {
-        "the sibling shared folder": ["CRD_DIR = chart.REPO_ROOT.parent / \"shared\" / \"crds\"", "see ../shared" + "/crds",  # split: the repository never holds that path
+        "the sibling shared folder": ["CRD_DIR = chart.REPO_ROOT.parent / \"shared\" / \"crds\"", "see ../" + "shared" + "/crds",  # split: the repository never holds that path
                                       "ROOT.parent/'shared'"],
-        "the design notes file": ["see DESIGN.md", "(design.md)"],
+        "the design notes file": ["see DESIGN" + ".md", "(design.md)"],
         "the original task text ('the spec')": ["the spec's criteria", "The Spec asks", "meets_the_spec_criteria"],
         "the original task text ('spec's')": ["Spec's 7 minutes"],
         "a section of the original task text ('Spec 5.x')": ["Spec 5.3: failover", "(spec 5.4)", "spec_5.1"],
