@@ -8,7 +8,7 @@
 
 The pieces, each in its own module: the controllers' pod plans (workloads.py), one pod's lifecycle (pod.py,
 kubelet.py), ClusterIPs and endpoints (services.py), kube-proxy's rules (service_proxy.py), cluster DNS as
-hosts files (hosts.py), partitions (partition.py). This module is the control
+hosts files (hosts.py) and a DNS server that answers from them (cluster_dns.py), partitions (partition.py). This module is the control
 loop that ties them: whenever a pod's readiness or address changes (the kubelets report every probe result),
 it recomputes the endpoints and reprograms the proxy (within a fraction of a second), and rewrites every
 pod's hosts file when a DNS record changed.
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import hosts, netns, partition as partitions, services as svcs
+from .cluster_dns import ClusterDNS
 from .kube import KubeError, Objects
 from .pod import LocalPod, PodStartError
 from .service_proxy import ProxiedService, ServicePort, ServiceProxy, ensure_forwarding, restore_forwarding
@@ -85,6 +86,7 @@ class LocalCluster:
         self._loop: threading.Thread | None = None
         self._programmed: dict[str, tuple[str, ...]] | None = None
         self._dns: tuple | None = None
+        self.dns = ClusterDNS()
         self._addresses: tuple | None = None
         self._forwarding: bool | None = None  # ip_forward before this stack asked for it
         self.started = False
@@ -112,7 +114,7 @@ class LocalCluster:
                        log_path=lambda c, n=plan.name: self.log_path(n, c), bin_dir=self.bin_dir,
                        root_links=self.root_links, objects=self.objects, backoff=self.backoff,
                        on_change=self._changed, event_log=self.event_log, hosts_text=self.hosts_text,
-                       owner=self.owner)
+                       owner=self.owner, dns=self.dns)
         self.pods[plan.name] = pod
         return pod
 
@@ -204,6 +206,7 @@ class LocalCluster:
                 self._loop.join(timeout=10)
             with contextlib.suppress(Exception):
                 self.proxy.delete()
+            self.dns.close()
             for svc in self.services:
                 if svc.cluster_ip:
                     svcs.release(svc.cluster_ip)

@@ -14,13 +14,13 @@ The forms without a namespace (`<svc>`, `<pod>.<svc>`) resolve in Kubernetes onl
 A headless name with several pods becomes several lines with the same name. glibc's files backend returns all
 of them only with `multi on` in /etc/host.conf (Debian's default, so in Debian-based images; checked here
 with getent and getaddrinfo on glibc 2.36); with `multi off` (or RESOLV_MULTI=off) it returns the first line's
-address only. No DNS server is involved, so there are no TTLs: a rewritten file is seen by the next lookup.
+address only. A rewritten file is seen by the next lookup.
 
-A lookup the hosts file cannot answer goes on to DNS (nsswitch `hosts: files dns`), and some lookups always do:
-`getent hosts NAME` (gethostbyname2) asks for an IPv6 address first, which no line here has. With the host's
-resolv.conf a pod's query leaves through the host unmasqueraded and is never answered: each such lookup hangs
-for the resolver's timeouts. `resolv_conf()` is the file to mount over /etc/resolv.conf instead: its
-nameserver is the pod's own loopback, where nothing listens, so those lookups fail at once."""
+A lookup the hosts file cannot answer goes on to DNS (nsswitch `hosts: files dns`), and some programs only ask
+DNS (HAProxy's run-time resolvers). `resolv_conf()` is the file mounted over /etc/resolv.conf: its nameserver
+is the pod's own loopback, where the local cluster's DNS server (cluster_dns.py) answers from this same file,
+with a short timeout so a lookup never hangs (without it, the host's resolv.conf would send a pod's queries
+through the host unmasqueraded, never answered)."""
 
 from __future__ import annotations
 
@@ -120,9 +120,8 @@ def render(entries: Iterable[tuple[str, list[str]]], *, own_pod: PodRecord, doma
 
 
 def resolv_conf() -> str:
-    """/etc/resolv.conf for a pod: no DNS server (names come from the hosts file), failing fast."""
-    return ("# alert-history-cache: no cluster DNS; names are in /etc/hosts. Nothing listens on 127.0.0.1:53,\n"
-            "# so lookups the hosts file cannot answer fail at once instead of waiting for a timeout.\n"
+    """/etc/resolv.conf for a pod: the local cluster's DNS server on the pod's loopback, failing fast."""
+    return ("# alert-history-cache: cluster DNS answers on 127.0.0.1:53 from this pod's /etc/hosts (cluster_dns.py)\n"
             "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
 

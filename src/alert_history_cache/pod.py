@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import netns
+from .cluster_dns import ClusterDNS
 from .container import Container, ContainerSpec
 from .kube import KubeError, Objects, resolve_env
 from .kubelet import Kubelet
@@ -57,7 +58,8 @@ class LocalPod:
     def __init__(self, plan: PodPlan, *, pod_dir: Path, claim_dir: Callable[[str], Path],
                  log_path: Callable[[str], Path], bin_dir: Path, root_links: dict[str, str], objects: Objects,
                  backoff: tuple[float, float] = (10.0, 300.0), on_change=None, event_log=None,
-                 hosts_text: Callable[["LocalPod"], str] | None = None, owner: dict | None = None):
+                 hosts_text: Callable[["LocalPod"], str] | None = None, owner: dict | None = None,
+                 dns: ClusterDNS | None = None):
         if not plan.spec.get("containers"):
             raise KubeError(f"pod {plan.name}: no containers")
         self.plan = plan
@@ -73,6 +75,7 @@ class LocalPod:
         self.on_change = on_change or (lambda: None)
         self.event_log = event_log
         self.hosts_text = hosts_text
+        self.dns = dns
         self.owner = owner or {}
         self.volumes = Volumes(pod_dir, self.spec, plan.claims, objects, claim_dir=claim_dir)
         self.net: netns.PodNetwork | None = None
@@ -183,6 +186,8 @@ class LocalPod:
         self.created_at, self.created_monotonic = time.time(), time.monotonic()
         self.net = netns.create({**self.owner, "pod": self.name})
         self.write_hosts()
+        if self.dns:
+            self.dns.serve(self.name, self.net.netns_path, self.hosts_file)
         paths = self.volumes.prepare()
         self.on_change()
         for c in self.spec.get("initContainers", []):
@@ -229,6 +234,8 @@ class LocalPod:
     def _delete_network(self) -> None:
         if self.net is None:
             return
+        if self.dns:
+            self.dns.forget(self.name)  # its socket would keep the namespace alive
         for pid in netns.pids_in(self.net):  # nothing may outlive the pod in its namespace
             try:
                 os.kill(pid, signal.SIGKILL)

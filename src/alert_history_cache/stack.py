@@ -65,11 +65,6 @@ def base_values(engine: str, user_values: dict | None = None) -> dict:
     user = (user_values or {}).get("valkey") or {}
     if user.get("architecture") == "replication" and "replicas" not in user:
         valkey["replicas"] = REPLICATION_REPLICAS
-    # The local cluster has no DNS server (names come from hosts files): HAProxy's run-time resolvers would find
-    # no nameserver and, after their 30 s hold, put every server in maintenance. Without them HAProxy resolves
-    # the pods' names once at its start (libc, the hosts file), so it does not follow a recreated pod's new
-    # address (docs/local-stack.md, "Limits").
-    valkey["haproxy"] = {"resolvers": False}
     return {"fullnameOverride": "alerthistory", "valkey": valkey}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -72,6 +73,17 @@ def resolve_in(cluster: LocalCluster, pod: str, name: str) -> list[str]:
     """IPv4 addresses `name` resolves to inside `pod` (getaddrinfo through the pod's /etc/hosts)."""
     out = exec_in(cluster, pod, f"getent ahostsv4 {name} || true")
     return sorted({line.split()[0] for line in out.splitlines() if "STREAM" in line})
+
+
+def dns_answer_in(cluster: LocalCluster, pod: str, name: str) -> tuple[str, list[str]]:
+    """(rcode, A addresses) the cluster DNS server answers inside `pod`'s network namespace (where HAProxy's
+    run-time resolvers ask), queried over UDP at 127.0.0.1:53 as any resolver would."""
+    code = ("import sys; from dnslib import DNSRecord, QTYPE, RCODE; "
+            "r = DNSRecord.parse(DNSRecord.question(sys.argv[1]).send('127.0.0.1', 53, timeout=2)); "
+            "print(RCODE.get(r.header.rcode), *[str(a.rdata) for a in r.rr if a.rtype == QTYPE.A])")
+    out = subprocess.run(["ip", "netns", "exec", cluster.pod(pod).net.netns, sys.executable, "-c", code, name],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return out[0], sorted(out[1:])
 
 
 def nft_tables() -> str:
@@ -170,6 +182,10 @@ def test_deleted_pod_comes_back_at_a_new_address_with_its_data(tmp_path, needs_r
         # Every pod's hosts file follows the new address; the Service's endpoints too.
         for pod in PODS:
             assert resolve_in(cluster, pod, f"trio-1.{HEADLESS}") == [new]
+        # The DNS server answers the same from the pods' files; a name no record has is NXDOMAIN.
+        assert dns_answer_in(cluster, "trio-0", f"trio-1.{HEADLESS}") == ("NOERROR", [new])
+        assert dns_answer_in(cluster, "trio-0", HEADLESS) == ("NOERROR", sorted(cluster.pod(p).ip for p in PODS))
+        assert dns_answer_in(cluster, "trio-0", f"trio-9.{HEADLESS}")[0] == "NXDOMAIN"
         cluster.sync()
         assert old not in cluster.service("trio").endpoints and new in cluster.service("trio").endpoints
 

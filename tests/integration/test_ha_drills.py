@@ -37,10 +37,12 @@ DRILL_VALUES = chart.deep_merge(FAST_PROBES, HA_FAST)
 
 # Goals the release does not meet yet, with what was measured and why; the test still checks every other
 # criterion and then reports the known miss as xfail (it turns into a plain pass once the goal is met).
+HAND_OVER = ("measured 1.9-2.1 s on 2 loaded cores: from the preStop's write pause, Sentinel needs about 1.5 s to "
+             "name the new primary (it sees the promotion by its 1 s INFO poll, then tells the other Sentinels), "
+             "then HAProxy's next check (500 ms) routes to it")
 KNOWN_MISSES = {
-    "primary-delete": ("writes unavailable (first failed write to first success after)",
-                       "measured 3.3-3.5 s: the preStop hand-over (pause to promotion) takes 1-2 s, the paused "
-                       "connections are held until SIGTERM, then HAProxy's checks follow the Sentinels"),
+    "primary-delete": ("writes unavailable (first failed write to first success after)", HAND_OVER),
+    "rolling-update": ("total write errors during the roll", HAND_OVER),
 }
 
 
@@ -124,10 +126,8 @@ def test_sentinel_loss(tmp_path, needs_root):
     assert fig["failed_writes"] == 0 and fig["acknowledged_writes_lost"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="the local cluster has no DNS server: HAProxy runs without run-time "
-                   "resolvers and keeps the addresses of pods the roll recreated (docs/ha-drills.md)")
 def test_rolling_update(tmp_path, needs_root):
-    fig = run_scenario("rolling-update", tmp_path)
+    fig = run_scenario("rolling-update", tmp_path)  # xfails on the known miss after checking the rest
     assert fig["write_unavailable_total_seconds"] <= ha.UNAVAILABLE_GOAL_S
     assert fig["acknowledged_writes_lost"] == 0
     assert fig["final_primary"] != fig["old_primary"]

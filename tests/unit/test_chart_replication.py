@@ -223,10 +223,11 @@ def test_haproxy_routes_only_with_an_exclusive_sentinel_majority(render_chart):
         for i in range(replicas):
             name = f"{NAME}-{i}.{NAME}-headless.default.svc.cluster.local"
             block = cfg.split(f"backend sentinels_name_node_{i}\n")[1].split("\nbackend ")[0]
-            assert f"tcp-check expect string {name}\n" in block
+            # min-recv: the whole name, its framing and the +OK before it have arrived, so a mismatch is final
+            assert f"tcp-check expect string {name} min-recv {len(name) + 16}\n" in block
             assert len(re.findall(r"^\s*server sentinel_\d+ \S+:26379 ", block, re.M)) == replicas
             node = cfg.split(f"backend node_{i}\n")[1].split("\nbackend ")[0]
-            assert "tcp-check expect string role:master" in node and "on-marked-down shutdown-sessions" in node
+            assert "tcp-check expect string role:master min-recv 64\n" in node and "on-marked-down shutdown-sessions" in node
         assert "@auth-hex@" in cfg and "AUTH" not in cfg, "the login is filled in by config-init, from the Secret"
 
 

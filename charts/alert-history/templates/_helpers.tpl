@@ -266,8 +266,8 @@ naming each key.
 {{- if ge (int $r.minReplicasToWrite) (int $v.replicas) -}}
 {{- $errors = append $errors (printf "valkey.replication.minReplicasToWrite: %v needs more replicas than the %v data pods minus the primary; the primary would refuse every write" $r.minReplicasToWrite $v.replicas) -}}
 {{- end -}}
-{{- if le (int $v.terminationGracePeriodSeconds) (add (int $r.preStopTimeout) (int $v.settings.shutdownTimeout)) -}}
-{{- $errors = append $errors (printf "valkey.terminationGracePeriodSeconds: %v must be greater than valkey.replication.preStopTimeout (%v) + valkey.settings.shutdownTimeout (%v); the preStop failover and the shutdown share the grace period" $v.terminationGracePeriodSeconds $r.preStopTimeout $v.settings.shutdownTimeout) -}}
+{{- if le (int $v.terminationGracePeriodSeconds) (add (int $r.preStopTimeout) (int $r.preStopDrainSeconds) (int $v.settings.shutdownTimeout)) -}}
+{{- $errors = append $errors (printf "valkey.terminationGracePeriodSeconds: %v must be greater than valkey.replication.preStopTimeout (%v) + valkey.replication.preStopDrainSeconds (%v) + valkey.settings.shutdownTimeout (%v); the preStop failover, its drain and the shutdown share the grace period" $v.terminationGracePeriodSeconds $r.preStopTimeout $r.preStopDrainSeconds $v.settings.shutdownTimeout) -}}
 {{- end -}}
 {{- if lt (int $r.preStopTimeout) (add (int $r.preStopSyncTimeout) 5) -}}
 {{- $errors = append $errors (printf "valkey.replication.preStopTimeout: %v leaves less than 5 s for the failover after valkey.replication.preStopSyncTimeout (%v)" $r.preStopTimeout $r.preStopSyncTimeout) -}}

@@ -45,6 +45,7 @@ def no_retry() -> Retry:
 
 SCENARIOS = ("primary-delete", "primary-kill", "node-loss", "partition", "sentinel-loss", "full-restart",
              "rolling-update")
+POD_DELETING_SCENARIOS = ("primary-delete", "node-loss", "full-restart", "rolling-update")  # a new incarnation
 
 
 def release_values(values: dict | None) -> dict:
@@ -285,15 +286,15 @@ def full_restart(d: Drill, old: str) -> None:
     with concurrent.futures.ThreadPoolExecutor(len(everything)) as pool:  # every pod at once
         list(pool.map(lambda p: cluster.delete_pod(p, recreate=False), everything))
     d.mark("all_deleted")
-    # The StatefulSet recreates its pods in order (OrderedReady), the HAProxy Deployment its own.
+    # The HAProxy Deployment recreates its pods at once; the StatefulSet its own in order (OrderedReady).
+    # HAProxy's resolvers find the data pods' names as each appears.
+    for pod in [p for p in everything if p not in d.pods]:
+        cluster.create_pod(pod)
     for pod in d.pods:
         cluster.create_pod(pod)
         cluster.wait_pod_ready(cluster.pod(pod), 120)
-    for pod in [p for p in everything if p not in d.pods]:
-        cluster.create_pod(pod)
     d.mark("recreated")
-    d.notes.append("every pod deleted gracefully at once; the data pods recreated in order, then HAProxy's (the "
-                   "local cluster has no DNS server, so HAProxy resolves the data pods' new addresses at its start)")
+    d.notes.append("every pod deleted gracefully at once; HAProxy's pods recreated at once, the data pods in order")
 
 
 def rolling_update(d: Drill, old: str) -> None:
@@ -443,7 +444,12 @@ def evaluate(d: Drill, result: DrillResult, old: str) -> None:
     switch = d.events.first("+switch-master", fault)
     per_pod = {p: accepting_intervals([s for s in d.sampler.samples[p] if s.at >= d.t0]) for p in d.pods}
     split, overlaps = max_overlap(per_pod)
-    back = next((s.at for s in d.sampler.samples[old] if s.at >= fault and s.role == "slave"), None)
+    # The old primary's pod back as a replica: a replica sample after the fault, from a new incarnation when
+    # the pod was deleted (the hand-over itself makes the dying server a replica for its last moments).
+    before = [s.run_id for s in d.sampler.samples[old] if s.at < fault and s.run_id]
+    deleted = d.scenario in POD_DELETING_SCENARIOS
+    back = next((s.at for s in d.sampler.samples[old] if s.at >= fault and s.role == "slave"
+                 and not (deleted and before and s.run_id == before[-1])), None)
     latest = {p: d.role(p) for p in d.pods}
     reads = list(d.load.reads)
     fig = result.figures

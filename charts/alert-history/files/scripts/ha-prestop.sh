@@ -5,7 +5,11 @@
 #   2. Waits up to HA_PRESTOP_SYNC_TIMEOUT seconds (5) until a replica has every write acknowledged
 #      before the pause, so the replica Sentinel promotes has them.
 #   3. SENTINEL FAILOVER on the first Sentinel that accepts it.
-#   4. Returns once the Sentinels name another pod and that pod answers as primary.
+#   4. Once the Sentinels name another pod and that pod answers as primary, makes this server its replica
+#      (what Sentinel would do a moment later) and closes the clients' connections: the writes held by the
+#      pause fail at once instead of waiting for SIGTERM, and the clients reconnect.
+#   5. Keeps answering for HA_PRESTOP_DRAIN_SECONDS (2): a client that HAProxy still sends here gets READONLY
+#      at once and retries, until every HAProxy's role check has dropped this server; only then SIGTERM.
 # The pause lasts HA_WRITE_PAUSE_SECONDS (default 60; set it to terminationGracePeriodSeconds): the pod is
 # going away, and writes resumed here after a failover would be lost. The writes held meanwhile fail with
 # READONLY once Sentinel has turned this server into a replica. If no replica takes over in time the pause
@@ -16,6 +20,7 @@ set -eu
 prestop_timeout=${HA_PRESTOP_TIMEOUT:-30}
 pause_seconds=${HA_WRITE_PAUSE_SECONDS:-60}
 sync_timeout=${HA_PRESTOP_SYNC_TIMEOUT:-5}
+drain_seconds=${HA_PRESTOP_DRAIN_SECONDS:-2}
 retry_interval=${HA_RETRY_INTERVAL:-0.2}
 
 role=$(server_info_field "$my_name" role)
@@ -77,6 +82,11 @@ while [ "$(now)" -lt "$deadline" ]; do
     ask_sentinels
     if [ -n "$sentinels_primary" ] && [ "$sentinels_primary" != "$my_name" ] && is_primary "$sentinels_primary"; then
       log "handed over to $sentinels_primary in $(($(now) - started))s"
+      reply=$(cli_as_sentinel "$my_name" "$server_port" replicaof "$sentinels_primary" "$server_port" 2>&1) || true
+      log "REPLICAOF $sentinels_primary: $reply"
+      reply=$(cli_as_sentinel "$my_name" "$server_port" client kill type normal 2>&1) || true
+      log "client connections closed: $reply; draining for ${drain_seconds}s"
+      sleep "$drain_seconds"
       exit 0
     fi
   fi
