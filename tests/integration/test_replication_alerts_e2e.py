@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
 from alert_history_cache import chart
@@ -215,6 +216,10 @@ def test_replication_alerts_fire_and_resolve(make_stack):
                         assert got["labels"]["component"] == "redis" and got["labels"]["severity"]
                         assert got["annotations"]["runbook_url"].endswith(f"/{alert}.md")
                 assert release.watch(name), f"{name}: its cause does not show: {PLAN['alerts'][name]['watch']}"
+            if "RedisHAProxyNoBackend" in {a for n in names for a in release.expected(n)}:
+                # What the alert says: HAProxy closes every new client connection (here through the client Service).
+                with pytest.raises(redis.ConnectionError):
+                    stack.client(socket_timeout=5, socket_connect_timeout=5, retry=ha.no_retry()).ping()
             fired = time.monotonic() - t0
         try:
             primary = wait_until(release.settled, SETTLE_S, f"nothing firing and a settled release after {fault}",
