@@ -44,9 +44,8 @@ SETTLE_S = 120   # fault undone -> nothing firing, release settled
 
 
 def flags(sentinel_state: dict) -> set[str]:
-    """SENTINEL MASTER's flags (redis-py gives a string or a set)."""
-    f = sentinel_state["flags"]
-    return set(f.split(",")) if isinstance(f, str) else set(f)
+    """SENTINEL MASTER's flags, e.g. {"master", "s_down"}."""
+    return set(sentinel_state["flags"].split(","))
 
 
 class Release:
@@ -82,9 +81,10 @@ class Release:
         for alert, label_sets in {name: entry["expect"], **entry.get("also", {})}.items():
             for labels in label_sets:
                 filled = {k: v.replace("<ns>", self.ns) if isinstance(v, str) else v for k, v in labels.items()}
-                pods = self.haproxy_pods if filled.get("pod") == "<haproxy pod>" else [filled.get("pod", "")]
-                out.setdefault(alert, []).extend(
-                    {**filled, "pod": p} if "pod" in filled else filled for p in pods)
+                if filled.get("pod") == "<haproxy pod>":
+                    out.setdefault(alert, []).extend({**filled, "pod": pod} for pod in self.haproxy_pods)
+                else:
+                    out.setdefault(alert, []).append(filled)
         return out
 
     def watch(self, name: str) -> list[dict]:
