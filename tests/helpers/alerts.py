@@ -11,16 +11,24 @@ def prometheus_firing(stack, name: str) -> list[dict]:
     return stack.query(f'ALERTS{{alertname="{name}",alertstate="firing"}}')
 
 
-def alertmanager_active(stack, name: str) -> list[dict]:
+def has_labels(labels: dict, expected: dict | None) -> bool:
+    """Every expected label has that value; an expected None means the label is absent."""
+    return all(labels.get(k) == (None if v is None else str(v)) for k, v in (expected or {}).items())
+
+
+def alertmanager_active(stack, name: str, labels: dict | None = None) -> list[dict]:
     return [a for a in stack.alertmanager_alerts()
-            if a["labels"].get("alertname") == name and a["status"]["state"] == "active"]
+            if a["labels"].get("alertname") == name and a["status"]["state"] == "active"
+            and has_labels(a["labels"], labels)]
 
 
-def wait_firing(stack, name: str, timeout: float = 30) -> dict:
-    """The alert fires in Prometheus and reaches Alertmanager; returns Alertmanager's copy."""
-    wait_until(lambda: prometheus_firing(stack, name), timeout, f"{name} firing in Prometheus", interval=0.25)
-    return wait_until(lambda: alertmanager_active(stack, name), timeout, f"{name} in Alertmanager",
-                      interval=0.25)[0]
+def wait_firing(stack, name: str, timeout: float = 30, labels: dict | None = None) -> dict:
+    """The alert fires in Prometheus and reaches Alertmanager (with these labels, if given); returns
+    Alertmanager's copy."""
+    wait_until(lambda: [a for a in prometheus_firing(stack, name) if has_labels(a["metric"], labels)], timeout,
+               f"{name} {labels or ''} firing in Prometheus", interval=0.25)
+    return wait_until(lambda: alertmanager_active(stack, name, labels), timeout,
+                      f"{name} {labels or ''} in Alertmanager", interval=0.25)[0]
 
 
 def wait_resolved(stack, name: str, timeout: float = 30) -> None:

@@ -319,6 +319,9 @@ def test_rendered_pods_replicate_and_sentinels_boot(release: Release) -> None:
         assert re.search(r"^redis_up 1$", text, re.M)
         assert re.search(r'^redis_sentinel_master_ok_sentinels\{.*master_name="alerthistory".*\} 3$', text, re.M), \
             "\n".join(line for line in text.splitlines() if "sentinel" in line)
+        # SENTINEL CKQUORUM is allowed to the exporter user: a NOPERM answer reads as status 0 (RedisSentinelQuorumUnreachable).
+        assert re.search(r'^redis_sentinel_master_ckquorum_status\{.*message="OK .*\} 1$', text, re.M), \
+            "\n".join(line for line in text.splitlines() if "ckquorum" in line)
     # A write to the primary reaches a replica through the replication user.
     with release.server(0, "alerthistory", "password") as app:
         app.set("ha:boot", "ok")

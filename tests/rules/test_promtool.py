@@ -240,7 +240,15 @@ def test_replication_alert_drills_cover_every_replication_alert(rule_files):
     replication_only = set(alerts(rule_files[REPLICATION_RULE_FILE])) - set(alerts(rule_files[RULE_FILE]))
     assert set(plan["alerts"]) == replication_only | {"RedisReplicationLag"}
     for name, drill in plan["alerts"].items():
-        assert {"induce", "expect", "watch", "remove"} <= set(drill), name
+        assert {"induce", "expect", "watch", "remove"} <= set(drill) <= {"induce", "expect", "watch", "remove", "also"}, name
+        # expect (and each of also's) is a non-empty list of label sets: label -> value (a string, a number, or
+        # null for "absent"), for alerts that exist.
+        for alert, label_sets in {name: drill["expect"], **drill.get("also", {})}.items():
+            assert alert in replication_only | {"RedisReplicationLag"}, (name, alert)
+            assert isinstance(label_sets, list) and label_sets, (name, alert)
+            for labels in label_sets:
+                assert isinstance(labels, dict) and labels, (name, alert, labels)
+                assert all(v is None or isinstance(v, (str, int)) for v in labels.values()), (name, alert, labels)
     assert set(plan["values"]["monitoring"]["rules"]) == {a[0].lower() + a[1:] for a in plan["alerts"]}
     # The drill values render, and shorten every `for` they name.
     [rule] = chart.render(plan["values"], release=RELEASE, namespace=NAMESPACE).of_kind("PrometheusRule")

@@ -19,9 +19,9 @@ from alert_history_cache import chart, engines
 from alert_history_cache.promapi import Prometheus
 from alert_history_cache.waiting import wait_until
 from helpers.local_stack import engine_or_skip, exporter_or_skip
+from helpers.replication import DATA_JOB, NS, frozen, plain_server
 
 from test_exporter_metrics import _exporter
-from test_replication_alerts_fire import DATA_JOB, NS, _server, frozen
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +40,9 @@ def test_default_lag_alert_fires_before_repl_timeout_drops_the_replica(tmp_path)
     ports = iter(port_for.select_random() for _ in range(8))
     p_port, r_port, pe_port, re_port, prom_port = (next(ports) for _ in range(5))
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_server(engine, p_port, tmp_path / "primary"))
+        stack.enter_context(plain_server(engine, p_port, tmp_path / "primary"))
         replica_proc = stack.enter_context(
-            _server(engine, r_port, tmp_path / "replica", "--replicaof", "127.0.0.1", str(p_port)))
+            plain_server(engine, r_port, tmp_path / "replica", "--replicaof", "127.0.0.1", str(p_port)))
         primary, replica = redis.Redis(port=p_port), redis.Redis(port=r_port)
         wait_until(lambda: replica.info("replication").get("master_link_status") == "up", 30, "the replica to sync")
         stack.enter_context(_exporter(p_port, pe_port, None))

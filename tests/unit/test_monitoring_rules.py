@@ -25,7 +25,7 @@ REPLICATION_ALERTS = [
 ]  # fmt: skip
 RUNBOOKS = chart.REPO_ROOT / "docs" / "runbooks"
 REPLICATION = with_(BASE, **{"valkey.architecture": "replication", "valkey.replicas": 3})
-SENTINEL_SEL = 'job="alerthistory-redis-sentinel-metrics",namespace="cache"'
+SENTINEL_SEL = 'job="alerthistory-redis-sentinel",namespace="cache"'
 HAPROXY_SEL = 'job="alerthistory-redis-haproxy-metrics",namespace="cache"'
 
 
@@ -174,7 +174,10 @@ def test_replication_alerts_guard_against_the_pitfalls(replication):
     quorum = replication["RedisSentinelQuorumUnreachable"]["expr"]
     assert "min without (message)" in quorum and "or vector(0)) < 2," in quorum and "or on (namespace)" in quorum
     haproxy = replication["RedisHAProxyNoBackend"]["expr"]
-    assert haproxy.startswith(f"haproxy_backend_active_servers{{{HAPROXY_SEL}}} == 0\nor on (namespace)\n")
+    # Per HAProxy pod, not per backend: only the primary's backends have live servers on a healthy release.
+    assert haproxy.startswith(f'max by (job, namespace, pod, instance) (haproxy_backend_active_servers{{{HAPROXY_SEL},'
+                              f'proxy=~"node_[0-9]+"}}) * 0\nunless on (job, namespace, pod, instance)\n')
+    assert f'proxy=~"sentinels_name_node_[0-9]+"}} >= 2' in haproxy and "or on (namespace)" in haproxy
     assert f"(count(up{{{HAPROXY_SEL}}} == 1) or vector(0)) == 0" in haproxy
 
 

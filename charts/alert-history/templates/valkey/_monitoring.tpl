@@ -30,11 +30,12 @@ ServiceMonitor lives in.
 
 {{/*
 Label matchers of the Sentinel exporters and of HAProxy's own metrics endpoint. Each is scraped as its own job,
-named after the Service that exposes it (prometheus-operator's default job label), so the data-pod alerts above
-never see Sentinel's or HAProxy's series.
+named after the Service that exposes it (prometheus-operator's default job label): the Sentinel Service carries
+the sentinel-metrics port, HAProxy has its own metrics Service. So the data-pod alerts above never see Sentinel's
+or HAProxy's series.
 */}}
 {{- define "alert-history.monitoring.sentinelSelector" -}}
-{{- printf "job=%q,namespace=%q" (printf "%s-sentinel-metrics" (include "alert-history.redis.fullname" .)) .Release.Namespace -}}
+{{- printf "job=%q,namespace=%q" (include "alert-history.redis.sentinelName" .) .Release.Namespace -}}
 {{- end -}}
 
 {{- define "alert-history.monitoring.haproxySelector" -}}
