@@ -427,13 +427,14 @@ def build() -> model.Dashboard:
         ),
         series(
             "HAProxy backend state",
-            "Servers passing the primary check per HAProxy pod (1 normally; 0 is RedisHAProxyNoBackend, 2 "
-            "would send writes to two servers), and each server's check state. HAProxy pods show with Pod = All "
-            "or when selected.",
+            "Per HAProxy pod: for each data pod, 1 while its server passes the role:master check, and how many "
+            "Sentinels name it primary. HAProxy sends clients to the one data pod with both (a majority of "
+            "votes); when none has both, RedisHAProxyNoBackend. HAProxy pods show with Pod = All or when selected.",
             "short",
             [
-                q(f"haproxy_backend_active_servers{{{SEL}}}", "live servers {{pod}} {{proxy}}"),
-                q(f'max by (pod, server) (haproxy_server_status{{{SEL},state="UP"}})', "UP {{pod}} {{server}}"),
+                q(f'haproxy_backend_active_servers{{{SEL},proxy=~"node_[0-9]+"}}', "role:master {{pod}} {{proxy}}"),
+                q(f'haproxy_backend_active_servers{{{SEL},proxy=~"sentinels_name_node_[0-9]+"}}',
+                  "Sentinel votes {{pod}} {{proxy}}"),
             ],
             min=0,
         ),

@@ -122,7 +122,7 @@ def test_every_target_is_scoped_and_uses_the_datasource_variable(board):
             assert selectors, (panel["title"], t["expr"])
             for metric, matchers in selectors:
                 # The variables first; a panel may narrow further (a state, a role).
-                assert re.fullmatch(r'namespace="\$namespace",pod=~"\$pod"(,\w+="[^"]*")*', matchers), (panel["title"], metric)
+                assert re.fullmatch(r'namespace="\$namespace",pod=~"\$pod"(,\w+=~?"[^"]*")*', matchers), (panel["title"], metric)
 
 
 def test_memory_panel_shows_rss_against_the_container_limit(render_chart, board):
@@ -165,7 +165,8 @@ def test_replication_panels(board):
         "Replication offset lag": ["redis_master_repl_offset", "redis_connected_slave_offset_bytes", "clamp_min("],
         "Replica link status": ["redis_master_link_up"],
         "Sentinel quorum": ["redis_sentinel_master_ckquorum_status"],
-        "HAProxy backend state": ["haproxy_backend_active_servers", "haproxy_server_status"],
+        "HAProxy backend state": ['haproxy_backend_active_servers{namespace="$namespace",pod=~"$pod",proxy=~"node_[0-9]+"}',
+                                  'proxy=~"sentinels_name_node_[0-9]+"'],
     }
     for title, needles in wanted.items():
         text = "\n".join(panels[title])
