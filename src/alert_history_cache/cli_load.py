@@ -173,13 +173,18 @@ def print_capacity(f: capacity_drill.HaCapacity) -> None:
     for col in ("path", "SET / GET req/s", f"{f.read_ratio:.0%} GET mix", "CPU cores during the run"):
         table.add_column(col)
     for path in capacity_drill.PATHS:
-        runs = [r for r in f.runs if r.path == path]
+        runs = [r for r in f.runs if r.path == path and r.mix_rps is not None]
         if runs:
             sets_, gets = (statistics.median(r.benches[t].rps for r in runs) for t in ("SET", "GET"))
             cores = ", ".join(f"{g.removeprefix('replication ')} {v:.2f}" for g, v in
                               sorted(f.cores[path].items(), key=lambda kv: -kv[1]) if v >= 0.01)
             table.add_row(path, f"{sets_:,.0f} / {gets:,.0f}", f"{f.mix_rps[path]:,.0f}", cores)
     Console().print(table)
+    for failed in f.failed_runs:
+        click.echo(f"failed: {failed}")
+    for r in f.runs:
+        for event in r.haproxy_events:
+            click.echo(f"HAProxy during {r.path} round {r.round}: {event}")
     for key, label in RATIO_LABELS.items():
         value, spread = getattr(f, key), f.round_ratios.get(key) or []
         if value is not None:

@@ -173,3 +173,37 @@ def test_a_benchmark_that_hangs_is_killed_and_named():
     with pytest.raises(capacity.CapacityError, match=f"127.0.0.1:{port} ran longer than 2 s"):
         capacity.benchmark("127.0.0.1", port, connections=1, value_size=10, keyspace=10, requests=10, timeout=2)
     assert not [p for p in psutil.Process().children() if p.name() == "redis-benchmark"]
+
+
+def test_a_failed_run_has_no_figure_and_fails_the_run():
+    failed = PathRun(path="service", round=2, target="10.96.0.2:6379", benches={}, mix_rps=None, seconds=1.0,
+                     cores={}, error="redis-benchmark exited 1: Error: Server closed the connection",
+                     haproxy_events=["alerthistory-redis-haproxy-x: Server node_0/redis is DOWN, reason: Layer7 "
+                                     "timeout"])
+    runs = [*RUNS[:4], failed]
+    assert capacity.summarize(runs)["mix_rps"]["service"] == 48_000  # the failed run counts for nothing
+    f = _figures(48_000, 57_000, 60_000)
+    f.runs.append(failed)
+    f.failed_runs = ["service round 2: redis-benchmark exited 1: Error: Server closed the connection"]
+    result = DrillResult(drill="capacity", engine="valkey8", figures=f)
+    capacity.judge(result)
+    (bad,) = [c for c in result.criteria if not c.passed]
+    assert bad.name == "every benchmark completed"
+    assert "Server closed the connection" in bad.measured and "DOWN during service round 2" in bad.measured
+
+
+def test_haproxy_check_events_since_the_last_call(tmp_path):
+    log = tmp_path / "alerthistory-redis-haproxy-abc-x1.haproxy.log"
+    log.write_text("old line: Server node_1/redis is DOWN\n")
+    logs = capacity.HAProxyLogs([log, tmp_path / "missing.haproxy.log"])
+    assert logs.events() == []  # what the log held before is not counted
+    with open(log, "a") as f:
+        f.write('[WARNING]  (1196) : Server node_0/redis is DOWN, reason: Layer7 timeout, check duration: 1006ms.\n'
+                'Server node_0/redis is DOWN, reason: Layer7 timeout, check duration: 1006ms.\n'
+                'some other line\n'
+                'Server node_0/redis is UP, reason: Layer7 check passed\n')
+    assert logs.events() == [
+        "alerthistory-redis-haproxy-abc-x1: Server node_0/redis is DOWN, reason: Layer7 timeout, check duration: "
+        "1006ms.",
+        "alerthistory-redis-haproxy-abc-x1: Server node_0/redis is UP, reason: Layer7 check passed"]
+    assert logs.events() == []

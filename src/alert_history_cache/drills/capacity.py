@@ -227,9 +227,13 @@ class PathRun(Figures):
     round: int
     target: str
     benches: dict[str, Bench]
-    mix_rps: float
+    mix_rps: float | None  # None: the benchmark failed (`error`)
     seconds: float
     cores: dict[str, float]
+    # HAProxy's check events during the run (a server or a Sentinel's vote marked DOWN or UP, with the reason):
+    # under load a check that times out marks the primary down, and HAProxy then closes every client session.
+    haproxy_events: list[str] = field(default_factory=list)
+    error: str | None = field(default=None, metadata=OPTIONAL)
     replicas_connected: int | None = field(default=None, metadata=OPTIONAL)  # after the run (replication paths)
     full_syncs: int | None = field(default=None, metadata=OPTIONAL)  # full resyncs the primary served during it
 
@@ -259,6 +263,7 @@ class HaCapacity(Figures):
     cores: dict[str, dict[str, float]]  # per path: median cores per process group over the rounds
     full_syncs: int = 0
     replicas_connected_min: int | None = None
+    failed_runs: list[str] = field(default_factory=list)  # "<path> round <n>: <error>"
 
 
 def ratios(mix: dict[str, float]) -> dict[str, float | None]:
@@ -275,6 +280,7 @@ def summarize(runs: list[PathRun]) -> dict:
     """Medians per path over the rounds, the ratios of those medians, each round's own ratios, and the median CPU
     cores per process group per path (pure: unit-tested)."""
     by_path: dict[str, list[PathRun]] = {}
+    runs = [r for r in runs if r.mix_rps is not None]  # a failed benchmark has no figure
     for r in runs:
         by_path.setdefault(r.path, []).append(r)
     mix = {p: statistics.median(r.mix_rps for r in rs) for p, rs in by_path.items()}
@@ -378,21 +384,41 @@ def _replicas_caught_up(admin: redis.Redis) -> bool:
     return bool(offsets) and min(offsets) >= int(info["master_repl_offset"])
 
 
-def find_primary(stack, timeout: float = 60) -> str:
-    """The data pod that answers role:master at its own address."""
-    from ..stack import SERVER_CONTAINER
+def settled_primary(stack, timeout: float = 90) -> str:
+    """The primary once the replication set is settled (the HA drills' criterion: every Sentinel names it and
+    knows every member, every replica's link is up)."""
+    from .ha import Drill
 
-    names = [p.name for p in stack.cluster.pods.values()
-             if any(c["name"] == SERVER_CONTAINER for c in p.spec["containers"])]
+    return wait_until(Drill(stack, "capacity").settled, timeout,
+                      "a settled replication set (one primary, Sentinels know every member)", interval=0.5)
 
-    def primary() -> str | None:
-        for name in names:
-            with contextlib.closing(stack.client("admin", pod=name)) as c:
-                if c.info("replication")["role"] == "master":
-                    return name
-        return None
 
-    return wait_until(primary, timeout, "a data pod answering role:master", ignore=(redis.RedisError,))
+def routes_to(stack, host: str, run_id: str) -> bool:
+    """Whether a new connection to `host` (a pod, an HAProxy pod, the Service) reaches the server `run_id`."""
+    with contextlib.closing(stack.credentials.client(host, stack.port, "admin", socket_timeout=2,
+                                                     socket_connect_timeout=2)) as c:
+        return c.info("server")["run_id"] == run_id
+
+
+class HAProxyLogs:
+    """The new check events (lines with ` is DOWN` or ` is UP`) in the HAProxy pods' logs since the last call."""
+
+    def __init__(self, paths: list[Path]):
+        self.offsets = {p: p.stat().st_size if p.exists() else 0 for p in paths}
+
+    def events(self) -> list[str]:
+        out = []
+        for path, offset in self.offsets.items():
+            if not path.exists():
+                continue
+            with open(path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+                self.offsets[path] = f.tell()
+            # HAProxy writes each event twice (stderr with a "[WARNING] (pid) :" prefix, and the log line)
+            out += [f"{path.name.split('.')[0]}: {line.strip()}" for line in text.splitlines()
+                    if (" is DOWN" in line or " is UP" in line) and not line.startswith("[")]
+        return out
 
 
 def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None] | None = None) -> DrillResult:
@@ -420,7 +446,8 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
         single, ha = stacks["standalone"], stacks["replication"]
         result.versions = {k: str(v) for k, v in single.versions().items() if v}
         result.versions["redis-benchmark"] = benchmark_version()
-        primary = find_primary(ha)
+        progress("settle", 0, 1)
+        primary = settled_primary(ha)
         single_admin = ctx.enter_context(contextlib.closing(single.client("admin")))
         ha_admin = ctx.enter_context(contextlib.closing(ha.client("admin", pod=primary)))
         single_user = ctx.enter_context(BenchUser(single_admin))
@@ -437,11 +464,21 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
             "service": _Target("service", ha.service_host, ha.port, ha_admin, ha_user, ha_admin),
         }
         replicas = len([p for p in ha.cluster.pods.values() if p.name != primary and p not in haproxy])
+        logs = HAProxyLogs([ha.log_path("haproxy", p.name) for p in haproxy])
+        run_ids = {"standalone": single_admin.info("server")["run_id"]}
+        run_ids["primary"] = run_ids["haproxy-pod"] = run_ids["service"] = ha_admin.info("server")["run_id"]
         total = opts.rounds * len(targets)
         for n in range(opts.rounds):
             for path in rotation(list(targets), n):
                 progress("benchmarks", len(runs), total)
-                runs.append(_measure(targets[path], n, opts, single, ha, primary))
+                t = targets[path]
+                stack = single if path == "standalone" else ha
+                # HAProxy forwards new connections to the primary once its checks and the Sentinels' votes pass
+                # (again after a check that timed out in the previous run).
+                wait_until(lambda: routes_to(stack, t.host, run_ids[path]), 30, f"{path} ({t.host}) to reach the "
+                           f"primary", interval=0.2, ignore=(redis.RedisError, OSError))
+                logs.events()  # what happened before this run is not its own
+                runs.append(_measure(t, n, opts, single, ha, primary, logs))
         progress("benchmarks", total, total)
     summary = summarize(runs)
     result.figures = HaCapacity(
@@ -452,16 +489,18 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
         runs=runs, **summary,
         full_syncs=sum(r.full_syncs or 0 for r in runs),
         replicas_connected_min=min((r.replicas_connected for r in runs if r.replicas_connected is not None),
-                                   default=None))
+                                   default=None),
+        failed_runs=[f"{r.path} round {r.round}: {r.error}" for r in runs if r.error])
     result.series["capacity_rounds"] = {
         "kind": "line", "title": "redis-benchmark capacity for the GET/SET mix, per round", "x_label": "round",
         "y_label": "requests/s", "x": list(range(1, opts.rounds + 1)),
-        "lines": {p: [round(r.mix_rps) for r in runs if r.path == p] for p in PATHS}}
+        "lines": {p: [None if r.mix_rps is None else round(r.mix_rps) for r in runs if r.path == p] for p in PATHS}}
     judge(result)
     return result
 
 
-def _measure(target: _Target, n: int, opts: CapacityOptions, single, ha, primary: str) -> PathRun:
+def _measure(target: _Target, n: int, opts: CapacityOptions, single, ha, primary: str,
+             logs: HAProxyLogs) -> PathRun:
     target.server.flushall()  # every run starts empty, as the load drill's anchor does
     if target.primary:
         wait_until(lambda: _replicas_caught_up(target.primary), 60, "the replicas to apply the flush",
@@ -475,14 +514,19 @@ def _measure(target: _Target, n: int, opts: CapacityOptions, single, ha, primary
         out["toolkit"] = me.user + me.system  # this process's own threads (kubelets, control loops), no children
         return out
 
-    before, busy = snapshot(), host_busy()
-    run = benchmark(target.host, target.port, connections=opts.connections, value_size=opts.value_size,
-                    keyspace=opts.keyspace, requests=opts.requests, user=target.user, threads=opts.threads)
+    before, busy, t = snapshot(), host_busy(), time.monotonic()
+    try:
+        run = benchmark(target.host, target.port, connections=opts.connections, value_size=opts.value_size,
+                        keyspace=opts.keyspace, requests=opts.requests, user=target.user, threads=opts.threads)
+        error = None
+    except CapacityError as exc:  # e.g. HAProxy closed the sessions: recorded with its check events, not fatal
+        run, error = BenchRun({}, time.monotonic() - t, 0.0), str(exc)
     after, busy = snapshot(), host_busy() - busy
     after["redis-benchmark"], before["redis-benchmark"] = run.cpu_seconds, 0.0
     out = PathRun(path=target.path, round=n + 1, target=f"{target.host}:{target.port}", benches=run.figures,
-                  mix_rps=round(mix_rps(run.figures, opts.read_ratio), 1), seconds=round(run.seconds, 3),
-                  cores=cores_used(before, after, busy, run.seconds))
+                  mix_rps=None if error else round(mix_rps(run.figures, opts.read_ratio), 1),
+                  seconds=round(run.seconds, 3), cores=cores_used(before, after, busy, run.seconds),
+                  haproxy_events=logs.events(), error=error)
     if target.primary:
         connected_after, syncs_after = _replication_info(target.primary)
         out.replicas_connected, out.full_syncs = min(connected, connected_after), syncs_after - syncs
@@ -502,6 +546,12 @@ def judge(result: DrillResult) -> None:
                  f"{cost:.1%} (primary with {f.replicas} replicas {f.mix_rps.get('primary', 0):,.0f} vs standalone "
                  f"{f.mix_rps.get('standalone', 0):,.0f} req/s)" if cost is not None else "not measured",
                  cost is not None and cost <= REPLICATION_COST_GOAL)
+    runs_down = [r for r in f.runs if any(" is DOWN" in e for e in r.haproxy_events)]
+    result.check("every benchmark completed", f"{len(f.runs)} runs",
+                 "; ".join(f.failed_runs) + (f" (HAProxy marked a server or vote DOWN during "
+                                             f"{', '.join(f'{r.path} round {r.round}' for r in runs_down)})"
+                                             if runs_down else "") if f.failed_runs else f"{len(f.runs)} runs",
+                 not f.failed_runs)
     # Not a goal, but the cost figure means something only if the replicas kept up: a replica dropped for its
     # output buffer (and a full resync) would make the primary's figure that of a different workload.
     result.check("replicas stayed connected, no full resync", f"{f.replicas} connected after every run, 0 resyncs",
