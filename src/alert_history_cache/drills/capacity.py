@@ -37,6 +37,7 @@ import redis
 from mirakuru import TCPExecutor
 
 from ..waiting import wait_until
+from . import forks
 from .load_results import OPTIONAL, Bench, Capacity, Figures
 from .results import DrillResult
 
@@ -477,6 +478,10 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
                 # (again after a check that timed out in the previous run).
                 wait_until(lambda: routes_to(stack, t.host, run_ids[path]), 30, f"{path} ({t.host}) to reach the "
                            f"primary", interval=0.2, ignore=(redis.RedisError, OSError))
+                # The previous run's writes start a BGSAVE or AOF rewrite a little later (save rules, auto-rewrite):
+                # let them end on both servers, so no run pays for another's fork.
+                for admin in (single_admin, ha_admin):
+                    forks.wait_idle(admin, 300, quiet=1.5)
                 logs.events()  # what happened before this run is not its own
                 runs.append(_measure(t, n, opts, single, ha, primary, logs))
         progress("benchmarks", total, total)
