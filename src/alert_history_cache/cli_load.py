@@ -170,7 +170,8 @@ def print_capacity(f: capacity_drill.HaCapacity) -> None:
     """The medians per path, the CPU cores each group of processes used, and the ratios with their spread."""
     table = Table(title=f"redis-benchmark, {f.connections} connections, {f.value_size}-byte values, "
                         f"median of {f.rounds} round(s)")
-    for col in ("path", "SET / GET req/s", f"{f.read_ratio:.0%} GET mix", "CPU cores during the run"):
+    for col in ("path", "SET / GET req/s", f"{f.read_ratio:.0%} GET mix", "CPU us per request (chain)",
+                "CPU cores during the run"):
         table.add_column(col)
     for path in capacity_drill.PATHS:
         runs = [r for r in f.runs if r.path == path and r.mix_rps is not None]
@@ -178,7 +179,9 @@ def print_capacity(f: capacity_drill.HaCapacity) -> None:
             sets_, gets = (statistics.median(r.benches[t].rps for r in runs) for t in ("SET", "GET"))
             cores = ", ".join(f"{g.removeprefix('replication ')} {v:.2f}" for g, v in
                               sorted(f.cores[path].items(), key=lambda kv: -kv[1]) if v >= 0.01)
-            table.add_row(path, f"{sets_:,.0f} / {gets:,.0f}", f"{f.mix_rps[path]:,.0f}", cores)
+            chain = f.chain_cpu_us_per_request.get(path)
+            table.add_row(path, f"{sets_:,.0f} / {gets:,.0f}", f"{f.mix_rps[path]:,.0f}",
+                          "" if chain is None else f"{chain:.0f}", cores)
     Console().print(table)
     for failed in f.failed_runs:
         click.echo(f"failed: {failed}")

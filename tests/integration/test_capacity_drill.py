@@ -81,6 +81,10 @@ def test_capacity_comparison_measures_every_path(tmp_path: Path, needs_root):
         assert cores[path].get("standalone server", 0) < 0.05, cores[path]
     assert cores["standalone"]["standalone server"] > 0.05
     assert f["replicas"] == 2 and f["haproxy_pods"] == 2
+    # HAProxy's work adds to what a request costs in CPU, wherever the cores came from
+    chain = f["chain_cpu_us_per_request"]
+    assert set(chain) == set(capacity.PATHS) and all(v > 0 for v in chain.values())
+    assert chain["haproxy-pod"] > chain["primary"] and chain["service"] > chain["primary"], chain
     assert f["replicas_connected_min"] == 2 and f["full_syncs"] == 0
 
     # The ratios are those of the medians, and sane.

@@ -49,6 +49,18 @@ def test_ratios_come_from_the_medians_over_the_rounds():
     assert s["cores"]["service"] == {"haproxy": 0.8}
 
 
+def test_cpu_per_request_of_the_chain_a_path_crosses():
+    per_request = {"redis-benchmark": 10.0, "replication primary": 20.0, "replication replicas": 8.0,
+                   "replication haproxy": 25.0, "replication sidecars": 1.0, "standalone server": 0.5,
+                   "standalone sidecars": 0.1, "toolkit": 3.0, "other": 50.0}
+    assert capacity.chain_us("service", per_request) == 63.0
+    assert capacity.chain_us("standalone", per_request) == 10.5
+    runs = [PathRun(path="service", round=n, target="x", benches={}, mix_rps=1.0, seconds=1.0, cores={},
+                    cpu_us_per_request={**per_request, "replication haproxy": h}) for n, h in ((1, 25.0), (2, 35.0),
+                                                                                             (3, 5.0))]
+    assert capacity.summarize(runs)["chain_cpu_us_per_request"] == {"service": 63.0}
+
+
 def test_a_path_not_measured_gives_no_ratio():
     r = capacity.ratios({"standalone": 60_000.0, "primary": 57_000.0})
     assert r["haproxy_vs_direct"] is None and r["haproxy_pod_vs_direct"] is None

@@ -234,6 +234,9 @@ class PathRun(Figures):
     # HAProxy's check events during the run (a server or a Sentinel's vote marked DOWN or UP, with the reason):
     # under load a check that times out marks the primary down, and HAProxy then closes every client session.
     haproxy_events: list[str] = field(default_factory=list)
+    # CPU time per request (both tests' requests) of each group; it does not depend on how much of the machine
+    # the run got, so it shows what a path costs where the rates only show who won the cores.
+    cpu_us_per_request: dict[str, float] = field(default_factory=dict)
     error: str | None = field(default=None, metadata=OPTIONAL)
     replicas_connected: int | None = field(default=None, metadata=OPTIONAL)  # after the run (replication paths)
     full_syncs: int | None = field(default=None, metadata=OPTIONAL)  # full resyncs the primary served during it
@@ -262,6 +265,9 @@ class HaCapacity(Figures):
     replication_cost: float | None  # 1 - replication_vs_standalone
     round_ratios: dict[str, list[float]]  # the same ratios within each round (their spread is the noise)
     cores: dict[str, dict[str, float]]  # per path: median cores per process group over the rounds
+    # per path: median CPU microseconds per request of the chain the requests cross (the benchmark, the servers,
+    # HAProxy; not the sidecars, the toolkit or other work)
+    chain_cpu_us_per_request: dict[str, float] = field(default_factory=dict)
     full_syncs: int = 0
     replicas_connected_min: int | None = None
     failed_runs: list[str] = field(default_factory=list)  # "<path> round <n>: <error>"
@@ -292,8 +298,18 @@ def summarize(runs: list[PathRun]) -> dict:
                 per_round.setdefault(k, []).append(round(v, 4))
     cores = {p: {g: round(statistics.median(r.cores.get(g, 0.0) for r in rs), 3)
                  for g in sorted({g for r in rs for g in r.cores})} for p, rs in by_path.items()}
+    chain = {p: round(statistics.median(chain_us(p, r.cpu_us_per_request) for r in rs), 1)
+             for p, rs in by_path.items() if all(r.cpu_us_per_request for r in rs)}
     return {"mix_rps": {p: round(v, 1) for p, v in mix.items()}, **ratios(mix), "round_ratios": per_round,
-            "cores": cores}
+            "cores": cores, "chain_cpu_us_per_request": chain}
+
+
+def chain_us(path: str, per_request: dict[str, float]) -> float:
+    """CPU per request of the processes the path's requests cross: the benchmark and its release's servers and
+    HAProxy (not the sidecars, the toolkit, the other release or other work)."""
+    release = "standalone " if path == "standalone" else "replication "
+    return sum(v for g, v in per_request.items()
+               if g == "redis-benchmark" or (g.startswith(release) and not g.endswith("sidecars")))
 
 
 def rotation(paths: list[str], n: int) -> list[str]:
@@ -528,10 +544,13 @@ def _measure(target: _Target, n: int, opts: CapacityOptions, single, ha, primary
         run, error = BenchRun({}, time.monotonic() - t, 0.0), str(exc)
     after, busy = snapshot(), host_busy() - busy
     after["redis-benchmark"], before["redis-benchmark"] = run.cpu_seconds, 0.0
+    cores = cores_used(before, after, busy, run.seconds)
+    requests = 2 * opts.requests  # SET, then GET
     out = PathRun(path=target.path, round=n + 1, target=f"{target.host}:{target.port}", benches=run.figures,
                   mix_rps=None if error else round(mix_rps(run.figures, opts.read_ratio), 1),
-                  seconds=round(run.seconds, 3), cores=cores_used(before, after, busy, run.seconds),
-                  haproxy_events=logs.events(), error=error)
+                  seconds=round(run.seconds, 3), cores=cores, haproxy_events=logs.events(), error=error,
+                  cpu_us_per_request={} if error else {g: round(c * run.seconds / requests * 1e6, 2)
+                                                       for g, c in cores.items()})
     if target.primary:
         connected_after, syncs_after = _replication_info(target.primary)
         out.replicas_connected, out.full_syncs = min(connected, connected_after), syncs_after - syncs
