@@ -28,8 +28,8 @@ CLI = Path(sys.executable).with_name("alert-history-cache")
 # Quick probes (with the startup budget a replication release needs over its bootstrap), and a shorter preStop:
 # at removal the primary's hook waits for a failover that cannot come (every pod goes at once). HAProxy's check
 # timeout is 3 s instead of 1 s: on a loaded 2-core machine a check of the flooded primary took 1.46 s, and with
-# `fall 1` HAProxy then marks it DOWN and closes every session (docs/performance.md, "HA capacity"); the drill
-# reports that at the defaults, this test measures the paths.
+# `fall 1` HAProxy then marks it DOWN and closes every session (docs/performance.md, "HA: HAProxy and
+# replication"); the drill reports that at the defaults, this test measures the paths.
 VALUES = chart.deep_merge(FAST_PROBES, {"valkey": {"probes": {"startup": {"failureThreshold": 120}},
                                                    "replication": {"preStopTimeout": 10},
                                                    "haproxy": {"check": {"timeout": "3s"}}}})

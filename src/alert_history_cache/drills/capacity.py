@@ -205,9 +205,9 @@ def anchor(admin: redis.Redis, host: str, port: int, *, stock_binary: str | Path
 
 # -- the HA comparison (`drill capacity`) ------------------------------------------------------------------
 
-# The project's HA performance goals (docs/performance.md, "HA capacity"): the client Service (HAProxy) keeps
-# at least 0.8x of the primary's direct capacity, and a primary with replicas keeps at least 90 % of a
-# standalone server's.
+# The project's HA performance goals (docs/performance.md, "HA: HAProxy and replication"): the client Service
+# (HAProxy) keeps at least 0.8x of the primary's direct capacity, and a primary with replicas keeps at least 90 %
+# of a standalone server's.
 HAPROXY_VS_DIRECT_GOAL = 0.8
 REPLICATION_COST_GOAL = 0.10
 
