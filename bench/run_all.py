@@ -1,5 +1,9 @@
 """Every benchmark and the load drill in one run: prints each figure and ratio, saves JSON, writes the report.
 
+Per engine: the load drill on a standalone release and on a replication release (through the client Service,
+that is HAProxy), the HA capacity comparison (`drill capacity`), then the recovery, fork-headroom, eviction and
+enforced-limits benchmarks.
+
     sudo .venv/bin/python bench/run_all.py [--quick] [--engines valkey8,redis7]
 
 Results go to results/bench/ (BENCH_RESULTS overrides) and the page to results/bench/report.html. Nothing here
@@ -17,6 +21,7 @@ from pathlib import Path
 from _common import RESULTS_DIR, say
 
 from alert_history_cache import report
+from alert_history_cache.drills.capacity import HaCapacity
 from alert_history_cache.drills.load_results import LoadFigures
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +45,15 @@ def main() -> None:
         print(f"\n$ alert-history-cache drill load --engine {engine}", flush=True)
         cli = Path(sys.executable).with_name("alert-history-cache")
         subprocess.run([str(cli), "drill", "load", "--engine", engine, "--json", str(load_json)], check=False)
+        # A missed goal exits 1 and is in the results: the other benchmarks still run.
+        ha_json = RESULTS_DIR / f"load-{engine}-replication.json"
+        print(f"\n$ alert-history-cache drill load --engine {engine} --set valkey.architecture=replication", flush=True)
+        subprocess.run([str(cli), "drill", "load", "--engine", engine, "--set", "valkey.architecture=replication",
+                        "--json", str(ha_json)], check=False)
+        cap_args = ["--rounds", "1", "--bench-requests", "50000"] if args.quick else []
+        print(f"\n$ alert-history-cache drill capacity --engine {engine} {' '.join(cap_args)}", flush=True)
+        subprocess.run([str(cli), "drill", "capacity", "--engine", engine, *cap_args,
+                        "--json", str(RESULTS_DIR / f"capacity-{engine}.json")], check=False)
         run("recovery.py", "--engine", engine, *(["--sizes", "384mb:512Mi"] if args.quick else []))
         run("fork_headroom.py", "--engine", engine, *(["--pairs", "384mb:512Mi"] if args.quick else []))
         run("eviction.py", "--engine", engine, *(["--seconds", "30"] if args.quick else []))
@@ -50,13 +64,22 @@ def main() -> None:
         f = r.get("figures", {})
         if r["drill"] == "load":
             load = LoadFigures.from_dict(f)
-            rows.append((f"load {r['engine']}: achieved / p99 steady / p99 fork",
+            arch = load.options.get("architecture", "standalone")
+            label = r["engine"] if arch == "standalone" else f"{r['engine']} {arch} (through HAProxy)"
+            rows.append((f"load {label}: achieved / p99 steady / p99 fork",
                          f"{load.achieved_rate} req/s / {load.latency_steady.p99_ms} ms / "
                          f"{load.latency_fork.p99_ms} ms (fork {load.fork_usec} us)"))
             if load.capacity:
-                rows.append((f"load {r['engine']}: capacity (redis-benchmark mix)",
+                rows.append((f"load {label}: capacity (redis-benchmark mix)",
                              f"{load.capacity.production_mix_rps:.0f} req/s; ours = {load.rate_vs_capacity:.1%} of "
                              f"it; production config = {load.capacity.production_vs_stock or 0:.2f} x stock"))
+        elif r["drill"] == "capacity":
+            cap = HaCapacity.from_dict(f)
+            rows.append((f"capacity {r['engine']}: mix req/s by path (median of {cap.rounds})",
+                         ", ".join(f"{p} {v:,.0f}" for p, v in cap.mix_rps.items())))
+            for c in r["criteria"]:
+                rows.append((f"capacity {r['engine']}: {c['name']}",
+                             f"{'pass' if c['passed'] else 'MISSED'}: {c['measured']} (goal {c['goal']})"))
         elif r["drill"] == "bench-recovery":
             for c in f["cases"]:
                 rows.append((f"recovery {r['engine']} {c['mode']} {c['maxmemory']}",

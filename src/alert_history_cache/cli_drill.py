@@ -8,7 +8,7 @@ import click
 
 from .cli_common import (DURATION, engine_option, finish_drill, json_option, one_line_failures, state_dir_option,
                          values_options)
-from .cli_load import load
+from .cli_load import capacity, load
 from .drills.ha import SCENARIOS as HA_SCENARIOS
 
 STATE_DIR_HELP = "State dir of the drill's pod [default: a temporary one]."
@@ -40,6 +40,7 @@ def _drill_command(name: str, doc: str):
 
 
 drill.add_command(load)
+drill.add_command(capacity)
 drill.add_command(_drill_command(
     "persistence",
     "The persistence requirement (docs/requirements.md): AOF on, 1000 keys written, AOF and RDB files on the "

@@ -1,16 +1,21 @@
 """`alert-history-cache drill load`: the 500-connection load test of docs/requirements.md, open loop, on the
-local pod."""
+local pod; `drill capacity`: redis-benchmark through HAProxy against the primary, and a primary with replicas
+against a standalone server, in one run."""
 
 from __future__ import annotations
 
 import math
+import statistics
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from . import chart
 from .cli_common import (DURATION, engine_option, finish_drill, json_option, one_line_failures, state_dir_option,
                          values_options)
+from .drills import capacity as capacity_drill
 from .drills import load as load_drill
 
 
@@ -99,3 +104,91 @@ def load(values_files, sets, engine, connections, rate, duration, profile, worke
         report.write([result.to_dict()], report_path)
         click.echo(f"report written to {report_path}")
     finish_drill(result, json_path)
+
+
+def _progress_bar():
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+                    TimeElapsedColumn(), transient=True)
+
+
+@click.command("capacity")
+@values_options
+@engine_option
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Rounds; each benchmarks every path once (in a rotated order), and the ratios use the medians.")
+@click.option("--connections", type=click.IntRange(min=1), default=load_drill.GOAL_CONNECTIONS, show_default=True,
+              help="redis-benchmark connections (-c).")
+@click.option("--bench-requests", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="redis-benchmark requests per test (-n), for SET and for GET.")
+@click.option("--keyspace", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="redis-benchmark key space (-r).")
+@click.option("--value-size", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="redis-benchmark value size in bytes (-d).")
+@click.option("--read-ratio", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Share of GETs in the mix whose rate is compared.")
+@click.option("--bench-threads", type=click.IntRange(min=1), default=None,
+              help="redis-benchmark --threads [default: its single thread].")
+@state_dir_option(None, "Parent of the two releases' state dirs (standalone/, replication/) [default: a temporary "
+                        "one].")
+@json_option
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the HTML report.")
+@one_line_failures
+def capacity(values_files, sets, engine, rounds, connections, bench_requests, keyspace, value_size, read_ratio,
+             bench_threads, state_dir, json_path, report_path) -> None:
+    """HA capacity: a standalone and a replication release side by side; redis-benchmark at the standalone
+    server, the primary's pod address, one HAProxy pod and the client Service (HAProxy), every round. Prints the
+    ratios against the goals: HAProxy >= 0.8x the primary, replication costing <= 10 %."""
+    values = chart.load_values(values_files, sets)
+    opts = capacity_drill.CapacityOptions(
+        engine=engine, rounds=rounds, connections=connections, value_size=value_size, keyspace=keyspace,
+        requests=bench_requests, read_ratio=read_ratio, threads=bench_threads, values=values,
+        state_dir=str(state_dir) if state_dir else None)
+    with _progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: float, total: float) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        result = capacity_drill.compare(opts, progress)
+    print_capacity(result.figures)
+    if report_path:
+        from . import report
+
+        report.write([result.to_dict()], report_path)
+        click.echo(f"report written to {report_path}")
+    finish_drill(result, json_path)
+
+
+RATIO_LABELS = {"haproxy_vs_direct": "HAProxy (client Service) / primary",
+                "haproxy_pod_vs_direct": "one HAProxy pod (no DNAT) / primary",
+                "replication_vs_standalone": "primary with replicas / standalone"}
+
+
+def print_capacity(f: capacity_drill.HaCapacity) -> None:
+    """The medians per path, the CPU cores each group of processes used, and the ratios with their spread."""
+    table = Table(title=f"redis-benchmark, {f.connections} connections, {f.value_size}-byte values, "
+                        f"median of {f.rounds} round(s)")
+    for col in ("path", "SET / GET req/s", f"{f.read_ratio:.0%} GET mix", "CPU us per request (chain)",
+                "CPU cores during the run"):
+        table.add_column(col)
+    for path in capacity_drill.PATHS:
+        runs = [r for r in f.runs if r.path == path and r.mix_rps is not None]
+        if runs:
+            sets_, gets = (statistics.median(r.benches[t].rps for r in runs) for t in ("SET", "GET"))
+            cores = ", ".join(f"{g.removeprefix('replication ')} {v:.2f}" for g, v in
+                              sorted(f.cores[path].items(), key=lambda kv: -kv[1]) if v >= 0.01)
+            chain = f.chain_cpu_us_per_request.get(path)
+            table.add_row(path, f"{sets_:,.0f} / {gets:,.0f}", f"{f.mix_rps[path]:,.0f}",
+                          "" if chain is None else f"{chain:.0f}", cores)
+    Console().print(table)
+    for failed in f.failed_runs:
+        click.echo(f"failed: {failed}")
+    for r in f.runs:
+        for event in r.haproxy_events:
+            click.echo(f"HAProxy during {r.path} round {r.round}: {event}")
+    for key, label in RATIO_LABELS.items():
+        value, spread = getattr(f, key), f.round_ratios.get(key) or []
+        if value is not None:
+            click.echo(f"{label}: {value:.2f}x" + (f" (rounds {min(spread):.2f}-{max(spread):.2f})" if spread else ""))

@@ -449,6 +449,9 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
                                             state_dir=state_dir) as stack, enforced(opts, stack) as cgroup:
         result.versions = {k: str(v) for k, v in stack.versions().items() if v}
         result.versions["redis-benchmark"] = capacity.benchmark_version() if opts.capacity else None
+        # The load goes to the client Service: the server itself in standalone, HAProxy in replication.
+        options["architecture"] = stack.full_values["valkey"]["architecture"]
+        options["target"] = f"Service {stack.client_service} {stack.service_host}:{stack.port}"
         admin = stack.client("admin")
         app = stack.client("default", decode_responses=False)
         count = opts.keyspace if opts.prefill is None else opts.prefill
