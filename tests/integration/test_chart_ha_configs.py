@@ -182,6 +182,9 @@ class Release:
             (hp / d).mkdir(parents=True, mode=0o700)
         template = self.manifests.get("ConfigMap", f"{NAME}-haproxy")["data"]["haproxy.cfg.tpl"]
         template = self.pod_path(0, template)
+        # The names became addresses: the Sentinel checks' min-recv (the name, its framing and the +OK) follows.
+        template = re.sub(r"(expect string (\S+) min-recv )\d+", lambda m: f"{m[1]}{len(m[2]) + 16}"
+                          if m[2] in self.addrs else m[0], template)
         template = map_lines(template, {f"bind :{self.server_port}": f"bind 127.0.0.1:{self.haproxy_port}",
                                         f"bind :{self.haproxy_metrics}": f"bind 127.0.0.1:{self.haproxy_metrics}"})
         (hp / "etc" / "haproxy.cfg.tpl").write_text(template)
