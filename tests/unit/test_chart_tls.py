@@ -191,3 +191,48 @@ def test_the_helm_test_pod_speaks_tls_with_the_ca(render_chart):
     assert "${TLS_ARGS:-}" in c["args"][0]
     assert pod["spec"]["volumes"] == [{"name": "tls", "secret": {"secretName": "cache-tls", "defaultMode": 0o400}}]
 
+
+
+def test_sentinel_and_its_exporter_speak_tls(render_chart):
+    m = render_chart(with_(REPLICATION, **{"valkey.tls.authClients": "yes"}))
+    sentinel = env(container(m, "sentinel"))
+    assert (sentinel["HA_TLS_CERT_FILE"], sentinel["HA_TLS_KEY_FILE"], sentinel["HA_TLS_AUTH_CLIENTS"]) == (
+        "/etc/valkey-tls/tls.crt", "/etc/valkey-tls/tls.key", "yes")
+    assert sentinel["VALKEY_TLS_CA_FILE"] == "/etc/valkey-tls/ca.crt"  # its HA script calls speak TLS
+    assert env(container(m, "valkey"))["VALKEY_TLS_CA_FILE"] == "/etc/valkey-tls/ca.crt"  # ha-bootstrap.sh's too
+    exporter = env(container(m, "sentinel-exporter"))
+    assert exporter["REDIS_ADDR"] == "rediss://127.0.0.1:26379"
+    assert exporter["REDIS_EXPORTER_TLS_CLIENT_CERT_FILE"] == "/etc/valkey-tls/tls.crt"
+    init = env(pod_spec(m)["initContainers"][0])
+    assert init["EXPORTER_SENTINEL_ADDR"] == exporter["REDIS_ADDR"]
+
+
+def haproxy_servers(manifests) -> list[str]:
+    cfg = manifests.get("ConfigMap", "alerthistory-redis-haproxy")["data"]["haproxy.cfg.tpl"]
+    return [line.strip() for line in cfg.splitlines() if line.strip().startswith(("server ", "tcp-check connect"))]
+
+
+@pytest.mark.parametrize("auth_clients", ["no", "yes"])
+def test_haproxy_checks_run_over_tls_and_verify_the_ca(render_chart, auth_clients):
+    m = render_chart(with_(REPLICATION, **{"valkey.tls.authClients": auth_clients}))
+    lines = haproxy_servers(m)
+    servers = [line for line in lines if line.startswith("server ")]
+    assert len(servers) == 3 + 3 * 3  # a server check per pod, a Sentinel check per pod and Sentinel
+    for line in servers:
+        assert "check-ssl verify required ca-file /etc/haproxy-tls/ca.crt" in line
+        assert (" crt /run/haproxy/check-client.pem" in line) is (auth_clients == "yes")
+        assert " ssl " not in f"{line} "  # client traffic passes through: HAProxy never terminates TLS
+    # A tcp-check connect rule without `default` would ignore check-ssl and check in plaintext.
+    assert {line for line in lines if line.startswith("tcp-check")} == {"tcp-check connect default"}
+    deployment = m.of_kind("Deployment")[0]["spec"]["template"]["spec"]
+    assert {"name": "tls", "mountPath": "/etc/haproxy-tls", "readOnly": True} in deployment["containers"][0][
+        "volumeMounts"]
+    init = env(deployment["initContainers"][0])
+    assert ("HAPROXY_TLS_CERT_FILE" in init) is (auth_clients == "yes")
+
+
+def test_haproxy_checks_stay_plaintext_without_tls(render_chart):
+    values = with_(REPLICATION, **{"valkey.tls": {"enabled": False}})
+    lines = haproxy_servers(render_chart(values))
+    assert not [line for line in lines if "ssl" in line]
+    assert {line for line in lines if line.startswith("tcp-check")} == {"tcp-check connect"}
