@@ -185,3 +185,72 @@ def test_a_renewed_certificate_reaches_new_handshakes_without_a_restart(tls_stac
     assert admin.info("server")["run_id"] == run_id
     log = tls_stack.log_path("tls-reloader").read_text()
     assert "loaded the renewed certificate" in log
+
+
+@pytest.fixture(scope="module")
+def tls_replication(tmp_path_factory):
+    from alert_history_cache.stack import LocalStack
+
+    root_or_skip()
+    engine_or_skip("redis7")
+    exporter_or_skip()
+    values = {"valkey": {"architecture": "replication", "tls": {"enabled": True, "authClients": "yes"}}}
+    stack = LocalStack(values=values, engine="redis7", state_dir=tmp_path_factory.mktemp("tls-ha"), monitoring=False)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+    assert_nothing_left(stack.state_dir)
+
+
+def data_pods(stack) -> list:
+    return [p for p in stack.cluster.pods.values() if p.plan.owner == "alerthistory-redis"]
+
+
+def test_replication_runs_over_tls(tls_replication):
+    """Each replica's link to the primary is up while every server has port 0: the links are TLS."""
+    st = tls_replication
+    roles = {}
+    for pod in data_pods(st):
+        admin = st.client("admin", pod=pod.name)
+        assert admin.config_get("port") == {"port": "0"}
+        assert admin.config_get("tls-replication") == {"tls-replication": "yes"}
+        roles[pod.name] = admin.info("replication")
+    primaries = [n for n, r in roles.items() if r["role"] == "master"]
+    assert len(primaries) == 1
+    assert roles[primaries[0]]["connected_slaves"] == 2
+    for name, info in roles.items():
+        if name not in primaries:
+            assert info["master_link_status"] == "up", name
+
+
+def test_sentinel_runs_over_tls(tls_replication):
+    st = tls_replication
+    v = st.full_values["valkey"]
+    pod = data_pods(st)[0]
+    sentinel = redis.Redis(host=pod.ip, port=v["sentinel"]["port"], username=v["acl"]["sentinelUser"],
+                           password=st.password(v["password"]["sentinelSecretKey"]), socket_timeout=5,
+                           decode_responses=True, **st.tls_files.redis_kwargs())
+    master = sentinel.sentinel_master(v["sentinel"]["masterSet"])
+    # Its own status: it reaches the primary (flags master, not s_down) and both other Sentinels, all over TLS.
+    assert "s_down" not in master["flags"] and master["num-other-sentinels"] == 2 and master["num-slaves"] == 2
+    plain = redis.Redis(host=pod.ip, port=v["sentinel"]["port"], socket_timeout=5, retry=None)
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()
+    page = scrape(f"http://{pod.ip}:{v['exporter']['sentinelPort']}/metrics")
+    assert re.search(r'^redis_sentinel_master_status\{.*master_status="ok".*\} 1$', page, re.M)
+
+
+def test_haproxy_checks_over_tls_and_passes_tls_through(tls_replication):
+    st = tls_replication
+    haproxy = [p for p in st.cluster.pods.values() if p.plan.owner == "alerthistory-redis-haproxy"]
+    assert len(haproxy) == 2
+    for pod in haproxy:
+        page = scrape(f"http://{pod.ip}:{st.full_values['valkey']['haproxy']['metricsPort']}/metrics")
+        up = re.findall(r'^haproxy_server_status\{proxy="node_(\d)",server="redis",state="UP"\} 1$', page, re.M)
+        assert len(up) == 1, page[:2000]  # its TLS check sees exactly one primary
+    # Through the client Service (HAProxy) to the primary, TLS end to end, the application profile passes.
+    replay_application_profile(TlsService(st), 2)
+    ctx_pem = peer_certificate(st.service_host, st.port, st.tls_files.ca, server_hostname=SERVICE_DNS)
+    assert b"BEGIN CERTIFICATE" in ctx_pem  # the server's certificate, passed through HAProxy
