@@ -65,6 +65,12 @@ def base_values(engine: str, user_values: dict | None = None) -> dict:
     smallest set the chart accepts), so `up --set valkey.architecture=replication` runs as it reads."""
     valkey: dict = {"image": dict(engines.ENGINE_IMAGES[engine])}
     user = (user_values or {}).get("valkey") or {}
+    # TLS with neither a Secret nor an issuer: the chart renders its Certificate for this issuer name, and the
+    # local stack plays cert-manager for it (local_certs.py), so `--set valkey.tls.enabled=true` is enough.
+    tls = user.get("tls") or {}
+    if tls.get("enabled") and not tls.get("existingSecret") and not ((tls.get("certManager") or {}).get(
+            "issuerRef") or {}).get("name"):
+        valkey["tls"] = {"certManager": {"issuerRef": {"name": LOCAL_ISSUER}}}
     if user.get("architecture") == "replication" and "replicas" not in user:
         valkey["replicas"] = REPLICATION_REPLICAS
     # The local cluster has no DNS server (names come from hosts files): HAProxy's run-time resolvers would find
@@ -72,12 +78,6 @@ def base_values(engine: str, user_values: dict | None = None) -> dict:
     # the pods' names once at its start (libc, the hosts file), so it does not follow a recreated pod's new
     # address (docs/local-stack.md, "Limits").
     valkey["haproxy"] = {"resolvers": False}
-    # TLS with neither a Secret nor an issuer: the chart renders its Certificate for this issuer name, and the
-    # local stack plays cert-manager for it (local_certs.py), so `--set valkey.tls.enabled=true` is enough.
-    tls = user.get("tls") or {}
-    if tls.get("enabled") and not tls.get("existingSecret") and not ((tls.get("certManager") or {}).get(
-            "issuerRef") or {}).get("name"):
-        valkey["tls"] = {"certManager": {"issuerRef": {"name": LOCAL_ISSUER}}}
     return {"fullnameOverride": "alerthistory", "valkey": valkey}
 
 
