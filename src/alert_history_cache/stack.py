@@ -317,7 +317,8 @@ class LocalStack:
         if missing:
             raise StackError(f"valkey.tls.existingSecret is {tls['existingSecret']!r}: give its keys with "
                              f"--secret-file KEY=PATH (missing {', '.join(missing)})")
-        self._given_tls = read_secret_files({k: self.secret_files[k] for k in keys})
+        # PEM files byte for byte (read_secret_files drops a trailing newline, meant for passwords).
+        self._given_tls = {k: Path(self.secret_files[k]).read_bytes() for k in keys}
         return {tls["existingSecret"]: self._given_tls}
 
     @property

@@ -254,3 +254,44 @@ def test_haproxy_checks_over_tls_and_passes_tls_through(tls_replication):
     replay_application_profile(TlsService(st), 2)
     ctx_pem = peer_certificate(st.service_host, st.port, st.tls_files.ca, server_hostname=SERVICE_DNS)
     assert b"BEGIN CERTIFICATE" in ctx_pem  # the server's certificate, passed through HAProxy
+
+
+def test_an_existing_tls_secret_from_files(tmp_path_factory):
+    """valkey.tls.existingSecret without an issuer: the Secret's keys come from --secret-file (here a pair from a
+    CA of the test's own), and clients trust that CA."""
+    from alert_history_cache.stack import LocalStack
+
+    root_or_skip()
+    engine_or_skip("redis7")
+    exporter_or_skip()
+    own = tmp_path_factory.mktemp("own-ca")
+    ca = local_certs.LocalCA(own)
+    cert, key = ca.sign("server", common_name="cache", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+    values = chart.deep_merge(FAST_PROBES, {"valkey": {"tls": {"enabled": True, "existingSecret": "my-tls"}}})
+    stack = LocalStack(values=values, engine="redis7", state_dir=tmp_path_factory.mktemp("own"), monitoring=False,
+                       secret_files={"tls.crt": cert, "tls.key": key, "ca.crt": ca.cert})
+    try:
+        stack.start()
+        assert stack.manifests.of_kind("Certificate") == []
+        assert stack.tls_files.ca.read_bytes() == ca.cert.read_bytes()
+        pem = peer_certificate(stack.service_host, stack.port, ca.cert)
+        assert local_certs.serial_of(pem) == local_certs.serial_of(cert.read_bytes())
+        assert stack.client("app").ping() is True
+    finally:
+        stack.stop()
+    assert_nothing_left(stack.state_dir)
+
+
+def test_the_valkey_engines_refuse_tls_in_one_line(tmp_path):
+    from alert_history_cache.stack import LocalStack, StackError
+
+    root_or_skip()
+    for engine in ("valkey8", "valkey9"):
+        engine_or_skip(engine)
+        stack = LocalStack(values={"valkey": {"tls": {"enabled": True}}}, engine=engine,
+                           state_dir=tmp_path / engine, monitoring=False)
+        with pytest.raises(StackError, match=rf"valkey.tls.enabled: the {engine} engine's server is built without "
+                                             r"TLS .*--engine redis7") as exc:
+            stack.start()
+        assert "\n" not in str(exc.value)
+        assert_nothing_left(tmp_path / engine)
