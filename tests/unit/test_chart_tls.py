@@ -169,6 +169,14 @@ def test_replication_replicates_over_tls(render_chart):
     assert directive(config_lines(render_chart(REPLICATION)), "tls-replication") == ["yes"]
 
 
+def test_a_full_resync_after_a_failover_starts_at_once(render_chart):
+    """Without it a replica that cannot resync partially waits 5 s, and the new primary refuses writes
+    (min-replicas-to-write) all that time; measured by `drill ha --scenario primary-delete` over TLS."""
+    assert directive(config_lines(render_chart(REPLICATION)), "repl-diskless-sync-delay") == ["0"]
+    standalone = config_lines(render_chart(TLS))
+    assert directive(standalone, "repl-diskless-sync-delay") == []
+
+
 def test_the_plaintext_migration_port_opens_on_server_service_and_network_policy(render_chart):
     values = with_(TLS, **{"valkey.tls.plaintextPort": 6380, "valkey.networkPolicy.enabled": True})
     m = render_chart(values)
