@@ -56,6 +56,9 @@ def banner(data: dict, state_dir: Path) -> str:
     users = ep.get("users", {})
     admin = ep.get("admin_user", "admin")
     cli = ep.get("cli", "valkey-cli")
+    tls = data.get("tls")
+    if tls:  # TLS only: the CLI lines carry the CA (and the client pair when the server asks for one)
+        cli += f" --tls --cacert {tls['ca']}" + (f" --cert {tls['cert']} --key {tls['key']}" if tls.get("cert") else "")
     pods = data.get("pods") or [pod]
     names = ", ".join(f"{p.get('name')} {p.get('address') or p.get('ip')}" for p in pods)
     lines = [
@@ -67,6 +70,10 @@ def banner(data: dict, state_dir: Path) -> str:
         f"  server        {server_ip}:{port}   (Service {ep.get('service')}: its ClusterIP, as clients dial it)",
         f"  pod address   {ep.get('pod_server')}   (pod {pod.get('name')}; changes when the pod is recreated)",
     ]
+    if tls:
+        lines.append(f"  TLS CA        {tls['ca']}   (TLS only on {port}: clients check the server against it)")
+        if tls.get("cert"):
+            lines.append(f"  client cert   {tls['cert']}   (key {tls['key']}; the server asks for one)")
     if ep.get("metrics"):
         lines.append(f"  metrics       {ep['metrics']}")
     if ep.get("prometheus"):

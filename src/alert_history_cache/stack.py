@@ -31,7 +31,8 @@ import redis
 
 from . import chart, control, engines, netns
 from .cluster import LocalCluster
-from .credentials import Credentials, CredentialsError
+from .credentials import Credentials, CredentialsError, TlsFiles
+from .local_certs import LocalCA
 from .kube import Objects, read_secret_files
 from .monitoring_stack import Monitoring, MonitoringOptions, PodInfo
 from .pod import LocalPod
@@ -55,6 +56,7 @@ class StackError(RuntimeError):
 
 
 REPLICATION_REPLICAS = 3
+LOCAL_ISSUER = "local-stack-ca"
 
 
 def base_values(engine: str, user_values: dict | None = None) -> dict:
@@ -63,6 +65,12 @@ def base_values(engine: str, user_values: dict | None = None) -> dict:
     smallest set the chart accepts), so `up --set valkey.architecture=replication` runs as it reads."""
     valkey: dict = {"image": dict(engines.ENGINE_IMAGES[engine])}
     user = (user_values or {}).get("valkey") or {}
+    # TLS with neither a Secret nor an issuer: the chart renders its Certificate for this issuer name, and the
+    # local stack plays cert-manager for it (local_certs.py), so `--set valkey.tls.enabled=true` is enough.
+    tls = user.get("tls") or {}
+    if tls.get("enabled") and not tls.get("existingSecret") and not ((tls.get("certManager") or {}).get(
+            "issuerRef") or {}).get("name"):
+        valkey["tls"] = {"certManager": {"issuerRef": {"name": LOCAL_ISSUER}}}
     if user.get("architecture") == "replication" and "replicas" not in user:
         valkey["replicas"] = REPLICATION_REPLICAS
     return {"fullnameOverride": "alerthistory", "valkey": valkey}
@@ -131,6 +139,8 @@ class LocalStack:
         self.cluster: LocalCluster | None = None
         self.monitoring: Monitoring | None = None
         self.credentials: Credentials | None = None
+        self.local_ca: LocalCA | None = None  # with valkey.tls and a rendered Certificate
+        self._given_tls: dict[str, bytes] = {}  # with valkey.tls.existingSecret from --secret-file
         self.phase = "new"
         self.started_at: float | None = None
         self._disrupted_at: float | None = None
@@ -225,8 +235,16 @@ class LocalStack:
     def _render(self) -> None:
         self.manifests = chart.render(self.values, release=self.release, namespace=self.namespace)
         self.full_values = chart.deep_merge(chart.default_values(), self.values)
-        if self.secret_files and not self.full_values["valkey"]["password"]["existingSecret"]:
-            raise StackError("--secret-file is for valkey.password.existingSecret: the chart renders its own "
+        tls = self.full_values["valkey"]["tls"]
+        if tls["enabled"] and not self.engine.tls:
+            raise StackError(f"valkey.tls.enabled: the {self.engine_name} engine's server is built without TLS "
+                             f"(no OpenSSL in its wheel); TLS runs on the redis7 engine: --engine redis7")
+        tls_keys = self._tls_secret_keys()
+        password_files = {k: v for k, v in self.secret_files.items() if k not in tls_keys}
+        if password_files and not self.full_values["valkey"]["password"]["existingSecret"]:
+            raise StackError("--secret-file is for valkey.password.existingSecret (and, with "
+                             "valkey.tls.existingSecret and no issuer, for the keys "
+                             f"{', '.join(sorted(tls_keys)) or 'of the TLS Secret'}): the chart renders its own "
                              "Secret otherwise")
 
     @property
@@ -254,7 +272,9 @@ class LocalStack:
             if not self.secret_files:
                 raise StackError(f"valkey.password.existingSecret is {existing!r}: give its keys with --secret-file "
                                  f"KEY=PATH (keys {self._secret_keys()})")
-            external[existing] = read_secret_files(self.secret_files)
+            external[existing] = read_secret_files({k: v for k, v in self.secret_files.items()
+                                                    if k not in self._tls_secret_keys()})
+        external.update(self._tls_secrets())
         (self.state_dir / "logs").mkdir(exist_ok=True)
         self._event_log = open(self.state_dir / "logs" / "kubelet.log", "a")
         self.cluster = LocalCluster(self.manifests, self.state_dir, bin_dir=bin_dir, root_links=IMAGE_ROOT_LINKS,
@@ -262,8 +282,72 @@ class LocalStack:
                                     on_change=self._write_state, on_addresses=self._addresses_changed,
                                     event_log=self._event_log,
                                     owner={"state_dir": str(self.state_dir), "pid": os.getpid()})
-        self.credentials = Credentials(self.full_values, self.secret_dir)
+        self.credentials = Credentials(self.full_values, self.secret_dir, self.tls_files)
         self.cluster.start(ready_timeout=self._ready_budget())
+
+    # -- TLS (valkey.tls): the local stack plays cert-manager ------------------------------------------
+    def _tls_secret_keys(self) -> set[str]:
+        """Keys of --secret-file that belong to the TLS Secret (valkey.tls.existingSecret without an issuer)."""
+        tls = self.full_values["valkey"]["tls"]
+        if tls["enabled"] and tls["existingSecret"] and not tls["certManager"]["issuerRef"]["name"]:
+            return {tls["certKey"], tls["keyKey"], tls["caKey"]}
+        return set()
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.full_values["valkey"]["tls"]["enabled"])
+
+    def _tls_secrets(self) -> dict[str, dict[str, bytes]]:
+        """The TLS Secret: issued for each rendered Certificate by a throwaway CA (STATE/tls/), or read from
+        --secret-file for a given valkey.tls.existingSecret."""
+        if not self.tls_enabled:
+            return {}
+        tls = self.full_values["valkey"]["tls"]
+        certificates = self.manifests.of_kind("Certificate")
+        if certificates:
+            self.local_ca = LocalCA(self.state_dir / "tls")
+            return self.local_ca.issue_all(certificates)
+        keys = self._tls_secret_keys()
+        missing = sorted(keys - set(self.secret_files))
+        if missing:
+            raise StackError(f"valkey.tls.existingSecret is {tls['existingSecret']!r}: give its keys with "
+                             f"--secret-file KEY=PATH (missing {', '.join(missing)})")
+        # PEM files byte for byte (read_secret_files drops a trailing newline, meant for passwords).
+        self._given_tls = {k: Path(self.secret_files[k]).read_bytes() for k in keys}
+        return {tls["existingSecret"]: self._given_tls}
+
+    @property
+    def tls_files(self) -> TlsFiles | None:
+        """How this stack's clients speak TLS: the CA, and the local client certificate when the server asks for
+        one (only with the local CA: a given Secret's CA cannot sign one here)."""
+        if not self.tls_enabled:
+            return None
+        tls = self.full_values["valkey"]["tls"]
+        ca = self.local_ca
+        if ca:
+            cert, key = ca.client_pair() if tls["authClients"] != "no" else (None, None)
+            return TlsFiles(ca=ca.cert, cert=cert, key=key)
+        folder = self.state_dir / "tls"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        (folder / "ca.crt").write_bytes(self._given_tls[tls["caKey"]])
+        return TlsFiles(ca=folder / "ca.crt")
+
+    def update_secret(self, name: str, data: dict[str, bytes]) -> None:
+        """Change a Secret and sync it into every running pod's volumes the kubelet's way (a new timestamped
+        folder, then one rename of the ..data link), as a renewal by cert-manager reaches the pods."""
+        self.cluster.objects.external_secrets[name] = dict(data)
+        for pod in list(self.cluster.pods.values()):
+            pod.volumes.update_secret(name)
+
+    def renew_certificate(self, *, days: int | None = None) -> dict[str, bytes]:
+        """Issue the rendered Certificate anew (a new key and serial, same names) and sync it into the pods, as
+        cert-manager's renewal would; returns the new Secret data."""
+        if not self.local_ca:
+            raise StackError("no Certificate is issued by the local stack (valkey.tls with an existingSecret?)")
+        [certificate] = self.manifests.of_kind("Certificate")
+        data = self.local_ca.issue(certificate, days=days)
+        self.update_secret(certificate["spec"]["secretName"], data)
+        return data
 
     def _pod_infos(self) -> list[PodInfo]:
         return [PodInfo(name=p.name, namespace=p.namespace, ip=p.ip, labels=p.labels, containers=p.spec["containers"])
@@ -352,6 +436,8 @@ class LocalStack:
                 data["processes"] = [{"name": n, **proc_record(pid)} for n, pid in self.processes().items()
                                      if n != "supervisor"]
                 data["secrets"] = self._secrets_info()
+                if self.credentials.tls:
+                    data["tls"] = self.credentials.tls.as_dict()
                 data["prometheus"], data["alertmanager"] = self.prometheus_url, self.alertmanager_url
                 data["server"] = {"container": SERVER_CONTAINER, "port": self.port,
                                   "auth_user": self.credentials.admin_user,

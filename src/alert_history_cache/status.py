@@ -12,16 +12,19 @@ from pathlib import Path
 
 import redis
 
+from .credentials import TlsFiles
 from .stack_state import is_running, read_state
 
 
 def replication_role(host: str, port: int, user: str | None, password_file: str | None,
-                     timeout: float = 1.0) -> str | None:
-    """`master`, `slave` or `sentinel` as the server reports it; None if it does not answer."""
+                     timeout: float = 1.0, tls: dict | None = None) -> str | None:
+    """`master`, `slave` or `sentinel` as the server reports it; None if it does not answer. `tls`: the stack's
+    CA and client pair (stack.json's "tls"), for a TLS-only server."""
     try:
         password = Path(password_file).read_text() if password_file else None
+        ssl = TlsFiles(**{k: Path(v) if v else None for k, v in tls.items()}).redis_kwargs() if tls else {}
         client = redis.Redis(host=host, port=port, username=user, password=password, socket_timeout=timeout,
-                             socket_connect_timeout=timeout)
+                             socket_connect_timeout=timeout, **ssl)
         try:
             role = client.execute_command("ROLE")
         finally:
@@ -59,7 +62,8 @@ def status_document(state_dir: Path, *, roles: bool = True) -> dict:
                 if pod["address"] and any(c["name"] == server.get("container") for c in pod["containers"]):
                     folder = secret_dirs.get(pod["name"])
                     pw = str(Path(folder) / keys[user]) if folder and user in keys else server.get("auth_password_file")
-                    jobs[pod["name"]] = pool.submit(replication_role, pod["address"], int(server["port"]), user, pw)
+                    jobs[pod["name"]] = pool.submit(replication_role, pod["address"], int(server["port"]), user, pw,
+                                                    tls=data.get("tls"))
         for pod in pods:
             for c in pod["containers"]:
                 if c["name"] == server.get("container"):

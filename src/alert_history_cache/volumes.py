@@ -1,7 +1,9 @@
 """The pod's volumes as folders of the state dir, owned and moded the way the kubelet would leave them.
 
   configMap -> STATE/configmaps/<name>/<key>   (defaultMode, group fsGroup)
-  secret    -> STATE/secrets/<name>/<key>      (mode 0400, owned by runAsUser, group fsGroup; dir 0500)
+  secret    -> STATE/secrets/<name>/<key>      (mode 0400, owned by runAsUser, group fsGroup; dir 0500), laid
+               out as the kubelet's atomic writer does: <key> -> ..data/<key>, ..data -> ..<timestamp>/, so
+               update_secret() swaps the contents with one rename, the way a renewed Secret reaches a pod
   (a volume that selects `items` gets its own folder <name>.<volume>; `optional` skips missing keys)
   emptyDir  -> STATE/emptydirs/<volume>/       (medium Memory: a tmpfs mounted here, sizeLimit as its size)
   PVC       -> the folder `claim_dir(<claim>)` gives (the cluster keeps one per pod and claim)
@@ -14,6 +16,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from .kube import KubeError, Objects, quantity
@@ -110,6 +113,47 @@ class Volumes:
         os.chmod(folder, dir_mode)
         return folder
 
+    def _atomic_write(self, folder: Path, data: dict[str, bytes], items: list | None, mode: int, owner: int,
+                      dir_mode: int, optional: bool = False) -> Path:
+        """The kubelet's atomic writer: the files go into a new ..<timestamp> folder, then a ..data link to it
+        replaces the old one with one rename; each key is a link through ..data. Readers see the old or the new
+        contents, never a mix."""
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime()) + f"{time.time_ns() % 10**9:09d}"
+        self._write_files(folder / stamp, data, items, mode, owner, dir_mode, optional)
+        data_link = folder / "..data"
+        old = os.readlink(data_link) if data_link.is_symlink() else None
+        tmp = folder / "..data_tmp"
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(stamp, tmp)
+        os.rename(tmp, data_link)
+        tops = {p.name for p in (folder / stamp).iterdir()}
+        for top in tops:
+            if not (folder / top).is_symlink():
+                os.symlink(f"..data/{top}", folder / top)
+        for child in folder.iterdir():
+            if child.is_symlink() and not child.name.startswith("..") and child.name not in tops:
+                child.unlink()  # a key the new contents no longer have
+        if old and old != stamp:
+            shutil.rmtree(folder / old, ignore_errors=True)
+        os.chown(folder, owner, self.fs_group if self.fs_group is not None else -1)
+        os.chmod(folder, dir_mode)
+        return folder
+
+    def update_secret(self, secret_name: str) -> list[Path]:
+        """Rewrite every volume of this Secret from its current data, the way the kubelet syncs a changed
+        Secret into a running pod; returns the folders it rewrote."""
+        done = []
+        for vol in self.spec.get("volumes", []):
+            ref = vol.get("secret")
+            if ref and ref["secretName"] == secret_name:
+                folder = self._folder(self.state / "secrets", secret_name, ref, vol["name"])
+                done.append(self._atomic_write(folder, self.objects.secret(secret_name), ref.get("items"),
+                                               ref.get("defaultMode", 0o400), self.run_as_user, 0o500,
+                                               optional=bool(ref.get("optional"))))
+        return done
+
     def _config_map(self, ref: dict, volume: str = "") -> Path:
         data = self.objects.config_map(ref["name"])
         return self._write_files(self._folder(self.state / "configmaps", ref["name"], ref, volume), data,
@@ -118,10 +162,12 @@ class Volumes:
 
     def _secret(self, ref: dict, volume: str = "") -> Path:
         data = self.objects.secret(ref["secretName"])
+        folder = self._folder(self.state / "secrets", ref["secretName"], ref, volume)
+        if folder.exists():
+            shutil.rmtree(folder)  # a new pod's volume starts from scratch
         # Readable by the pod's user only (mode 0400); nobody else on the machine can list or read it.
-        return self._write_files(self._folder(self.state / "secrets", ref["secretName"], ref, volume), data,
-                                 ref.get("items"), ref.get("defaultMode", 0o400), self.run_as_user, 0o500,
-                                 optional=bool(ref.get("optional")))
+        return self._atomic_write(folder, data, ref.get("items"), ref.get("defaultMode", 0o400), self.run_as_user,
+                                  0o500, optional=bool(ref.get("optional")))
 
     def _empty_dir(self, name: str, spec: dict) -> Path:
         folder = self.state / "emptydirs" / name

@@ -1,7 +1,7 @@
 """Every rendered core object is valid for Kubernetes 1.29 to 1.33 (kubernetes-validate, strict mode).
 
-CRD kinds (ServiceMonitor, PrometheusRule) have no schema here; they are validated against the
-prometheus-operator CRDs elsewhere.
+CRD kinds (ServiceMonitor, PrometheusRule, Certificate) have no schema here; they are validated against the
+vendored CRDs in test_monitoring_crds.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 
 KUBE_VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33"]
-CRD_GROUPS = ("monitoring.coreos.com/",)
+CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
 
 
 def core_objects(manifests) -> list[dict]:

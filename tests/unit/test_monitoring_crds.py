@@ -130,6 +130,17 @@ def test_a_misspelt_field_is_rejected(render_chart, kind, path, key):
     assert any(key in e for e in errors(obj)), errors(obj)
 
 
+def test_the_tls_set_renders_one_certificate_and_a_misspelt_field_fails(render_chart):
+    """The Certificate is validated like the monitoring kinds: a typo in it is caught."""
+    [cert] = render_chart(load_yaml(CI_DIR / "tls-values.yaml")).of_kind("Certificate")
+    assert errors(cert) == []
+    cert = copy.deepcopy(cert)
+    cert["spec"]["dnsName"] = ["x"]
+    cert["spec"]["issuerRef"]["kinds"] = "Issuer"
+    found = errors(cert)
+    assert any("dnsName" in e for e in found) and any("kinds" in e for e in found), found
+
+
 def test_a_malformed_duration_is_rejected(render_chart):
     [rule] = render_chart(load_yaml(CI_DIR / "default-values.yaml")).of_kind("PrometheusRule")
     rule = copy.deepcopy(rule)

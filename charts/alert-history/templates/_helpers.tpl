@@ -252,6 +252,9 @@ naming each key.
 {{- $v := .Values.valkey -}}
 {{- if include "alert-history.redis.enabled" . -}}
 {{- $replication := eq $v.architecture "replication" -}}
+{{- range (include "alert-history.tls.errors" . | trim | splitList "\n") -}}
+{{- if . -}}{{- $errors = append $errors . -}}{{- end -}}
+{{- end -}}
 {{- if and (not $replication) (gt (int $v.replicas) 1) -}}
 {{- $errors = append $errors (printf "valkey.replicas: %v pods would be independent caches with valkey.architecture standalone; use 0 or 1, or valkey.architecture: replication with at least 3" $v.replicas) -}}
 {{- end -}}
@@ -404,10 +407,12 @@ evaluation interval (the scrape interval when evaluationInterval is empty), or t
 {{- $containers = append $containers "sentinel" -}}
 {{- if $v.exporter.enabled -}}{{- $containers = append $containers "sentinel-exporter" -}}{{- end -}}
 {{- end -}}
+{{- if and $v.tls.enabled (not (include "alert-history.tls.builtinReload" $)) -}}{{- $containers = append $containers "tls-reloader" -}}{{- end -}}
 {{- /* Volume names: the chart's own, then valkey.extraVolumes. */ -}}
 {{- $volumes := list "data" "config" "scripts" "secret" "run" "tmp" -}}
 {{- if $v.exporter.enabled -}}{{- $volumes = append $volumes "exporter-run" -}}{{- end -}}
 {{- if $replication -}}{{- $volumes = append $volumes "ha-secret" -}}{{- end -}}
+{{- if $v.tls.enabled -}}{{- $volumes = concat $volumes (list "tls" "tls-admin") -}}{{- end -}}
 {{- range $i, $vol := $v.extraVolumes -}}
 {{- if has $vol.name $volumes -}}
 {{- $errors = append $errors (printf "valkey.extraVolumes[%d].name: %q is already a volume of the pod (%s)" $i $vol.name (join ", " $volumes)) -}}
@@ -416,6 +421,7 @@ evaluation interval (the scrape interval when evaluationInterval is empty), or t
 {{- end -}}
 {{- $paths := list "/data" "/etc/valkey" "/scripts" "/run/valkey" "/tmp" -}}
 {{- if $replication -}}{{- $paths = append $paths "/etc/valkey-secret" -}}{{- end -}}
+{{- if $v.tls.enabled -}}{{- $paths = append $paths "/etc/valkey-tls" -}}{{- end -}}
 {{- range $i, $m := $v.extraVolumeMounts -}}
 {{- if not (has $m.name $volumes) -}}
 {{- $errors = append $errors (printf "valkey.extraVolumeMounts[%d].name: no volume %q in the pod; add it to valkey.extraVolumes" $i $m.name) -}}

@@ -77,6 +77,8 @@ class Drill:
         self.pods = [p.name for p in st.cluster.plans if p.owner == sts]
         self.admin_password = st.user_password("admin")
         self.admin_user = st.credentials.admin_user
+        # valkey.tls: the servers and Sentinels speak TLS only; the drill's clients use the stack's CA.
+        self.tls = st.credentials.tls.redis_kwargs() if st.credentials.tls else {}
 
     # -- clients ------------------------------------------------------------------------------------------
     def address(self, pod: str) -> str | None:
@@ -86,12 +88,12 @@ class Drill:
     def admin_at(self, address: str, timeout: float = 0.5) -> redis.Redis:
         return redis.Redis(host=address, port=self.stack.port, username=self.admin_user,
                            password=self.admin_password, socket_timeout=timeout, socket_connect_timeout=timeout,
-                           decode_responses=True, retry=no_retry())
+                           decode_responses=True, retry=no_retry(), **self.tls)
 
     def sentinel_at(self, address: str, timeout: float = 1.0) -> redis.Redis:
         return redis.Redis(host=address, port=self.sentinel_port, username=self.sentinel_user,
                            password=self.sentinel_password, socket_timeout=timeout,
-                           socket_connect_timeout=timeout, decode_responses=True, retry=no_retry())
+                           socket_connect_timeout=timeout, decode_responses=True, retry=no_retry(), **self.tls)
 
     def app_client(self) -> redis.Redis:
         return self.stack.client("default", socket_timeout=1.0, socket_connect_timeout=1.0, retry=no_retry())

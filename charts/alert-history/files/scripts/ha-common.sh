@@ -10,6 +10,8 @@
 #   HA_CALL_TIMEOUT   seconds one CLI call may take (3)
 #   RUN_DIR           memory-backed emptyDir for generated config (/run/valkey)
 #   SECRET_DIR        the Secret's mount (/etc/valkey-secret)
+#   VALKEY_TLS_CA_FILE  with valkey.tls: every call speaks TLS, checked against this CA (and presents
+#                     VALKEY_TLS_CERT_FILE / VALKEY_TLS_KEY_FILE when set: mutual TLS)
 # Passwords reach the CLI through REDISCLI_AUTH (read by valkey-cli and redis-cli), never argv.
 
 run_dir=${RUN_DIR:-/run/valkey}
@@ -48,11 +50,22 @@ for node in $HA_NODES; do
 done
 [ -n "$my_name" ] || die "HA_ORDINAL $ordinal is outside HA_NODES ($node_count names)"
 
+ha_tls=""
+if [ -n "${VALKEY_TLS_CA_FILE:-}" ]; then
+  [ -s "$VALKEY_TLS_CA_FILE" ] || die "TLS is on but the CA file $VALKEY_TLS_CA_FILE is missing or empty"
+  ha_tls="--tls --cacert $VALKEY_TLS_CA_FILE"
+  if [ -n "${VALKEY_TLS_CERT_FILE:-}" ]; then
+    ha_tls="$ha_tls --cert $VALKEY_TLS_CERT_FILE --key $VALKEY_TLS_KEY_FILE"
+  fi
+fi
+
 # One CLI call as the Sentinel user, bounded by HA_CALL_TIMEOUT: a deleted pod's address can hang a
 # connect for minutes, and redis-cli 7.0 has no connect timeout of its own.
 cli_as_sentinel() {
   cli_host=$1 cli_port=$2
   shift 2
+  # shellcheck disable=SC2086 # ha_tls: separate words (the chart's mount paths), or none
+  set -- $ha_tls "$@"
   if command -v timeout > /dev/null; then
     timeout "$call_timeout" "$ha_cli" -h "$cli_host" -p "$cli_port" --user "$sentinel_user" --no-auth-warning "$@"
   else

@@ -14,7 +14,9 @@
 # HA_SENTINEL_FAILOVER_TIMEOUT_MS (20000), HA_SENTINEL_PARALLEL_SYNCS (1), HA_SENTINEL_BIND ("* -::*"),
 # HA_SENTINEL_CONF ($RUN_DIR/sentinel.conf), HA_BOOTSTRAP_TIMEOUT (60 s), HA_RETRY_INTERVAL (1 s),
 # HA_SENTINEL_EXTRA_USERS (a file of further `user` lines with password hashes, written by config-init: the
-# read-only users of HAProxy and the exporter; optional).
+# read-only users of HAProxy and the exporter; optional). With valkey.tls: HA_TLS_CERT_FILE, HA_TLS_KEY_FILE,
+# HA_TLS_AUTH_CLIENTS and VALKEY_TLS_CA_FILE make the Sentinel port TLS only, and its links to the servers and
+# the other Sentinels TLS too (tls-replication).
 set -eu
 . "$(dirname "$0")/ha-common.sh"
 
@@ -73,7 +75,18 @@ if [ -n "$extra_users" ] && [ ! -s "$extra_users" ]; then
 fi
 {
   echo "# Written by ha-sentinel.sh on every start; Sentinel rewrites it while it runs."
-  echo "port $sentinel_port"
+  if [ -n "${VALKEY_TLS_CA_FILE:-}" ]; then
+    echo "port 0"
+    echo "tls-port $sentinel_port"
+    echo "tls-cert-file $HA_TLS_CERT_FILE"
+    echo "tls-key-file $HA_TLS_KEY_FILE"
+    echo "tls-ca-cert-file $VALKEY_TLS_CA_FILE"
+    echo "tls-auth-clients ${HA_TLS_AUTH_CLIENTS:-no}"
+    # Sentinel's own links (to the servers and the other Sentinels) speak TLS too.
+    echo "tls-replication yes"
+  else
+    echo "port $sentinel_port"
+  fi
   echo "bind $bind"
   echo "dir $run_dir"
   echo "sentinel myid $(printf '%s' "$my_name" | sha1sum | first_word_of_stdin)"

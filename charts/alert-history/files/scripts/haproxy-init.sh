@@ -7,6 +7,8 @@
 #   HAPROXY_PASSWORD_FILE  its password, a file from the Secret (/etc/haproxy-secret/password)
 #   HAPROXY_TEMPLATE       the template, whose @auth-hex@ marks are replaced (/etc/haproxy/haproxy.cfg.tpl)
 #   RUN_DIR                where haproxy.cfg is written (/run/haproxy)
+#   HAPROXY_TLS_CERT_FILE, HAPROXY_TLS_KEY_FILE  with mutual TLS: joined into $RUN_DIR/check-client.pem, the
+#                          client certificate of the TLS checks (HAProxy's `crt` takes one PEM with both)
 set -eu
 umask 077
 password_file=${HAPROXY_PASSWORD_FILE:-/etc/haproxy-secret/password}
@@ -36,6 +38,12 @@ auth_hex=$(
     printf '\r\n'
   } | hex_of_stdin
 )
+if [ -n "${HAPROXY_TLS_CERT_FILE:-}" ]; then
+  for file in "$HAPROXY_TLS_CERT_FILE" "$HAPROXY_TLS_KEY_FILE"; do
+    [ -s "$file" ] || die "TLS is on but $file is missing or empty: check the TLS Secret (valkey.tls)"
+  done
+  cat "$HAPROXY_TLS_CERT_FILE" "$HAPROXY_TLS_KEY_FILE" > "$run_dir/check-client.pem"
+fi
 sed "s/@auth-hex@/$auth_hex/g" "$template" > "$run_dir/haproxy.cfg.new"
 mv "$run_dir/haproxy.cfg.new" "$run_dir/haproxy.cfg"
 echo "haproxy-init: wrote $run_dir/haproxy.cfg (checks log in as $user)"

@@ -7,8 +7,24 @@ cli=$(command -v valkey-cli || command -v redis-cli) || {
 REDISCLI_AUTH=$(cat "${RUN_DIR:-/run/valkey}/probe-password")
 export REDISCLI_AUTH
 
+# With valkey.tls on, the probes speak TLS only: a missing file fails the probe, naming it, never a plaintext retry.
+tls_args=""
+if [ -n "${VALKEY_TLS_CA_FILE:-}" ]; then
+  for file in "$VALKEY_TLS_CA_FILE" ${VALKEY_TLS_CERT_FILE:-} ${VALKEY_TLS_KEY_FILE:-}; do
+    if [ ! -s "$file" ]; then
+      echo "probe: TLS is on but $file is missing or empty: check the TLS Secret (valkey.tls)"
+      exit 1
+    fi
+  done
+  tls_args="--tls --cacert $VALKEY_TLS_CA_FILE"
+  if [ -n "${VALKEY_TLS_CERT_FILE:-}" ]; then
+    tls_args="$tls_args --cert $VALKEY_TLS_CERT_FILE --key $VALKEY_TLS_KEY_FILE"
+  fi
+fi
+
 probe_cli() {
-  "$cli" -h 127.0.0.1 -p "${VALKEY_PORT:-6379}" --user probe --no-auth-warning "$@"
+  # shellcheck disable=SC2086 # tls_args holds separate words (paths without spaces: the chart's mount)
+  "$cli" -h 127.0.0.1 -p "${VALKEY_PORT:-6379}" --user probe --no-auth-warning $tls_args "$@"
 }
 
 # Ready = PING answers PONG (not LOADING, not an error) and INFO says loading:0.

@@ -1,0 +1,246 @@
+"""valkey.tls renders TLS on every path the pod has, with no plaintext fallback: the server's TLS port and
+files, the probes' and exporter's TLS settings, the helm test pod, the Certificate's names, the reload path
+that fits the engine (Valkey 9.1's tls-auto-reload-interval, else the tls-reloader container), and the
+plaintext migration port. The local stack proves the same on a running Redis 7 (tests/integration/test_tls.py)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.values import CI_DIR, load_yaml, with_
+
+TLS = {"fullnameOverride": "alerthistory",
+       "valkey": {"tls": {"enabled": True, "existingSecret": "cache-tls"},
+                  "password": {"application": "tls-test-application-pw", "exporter": "tls-test-exporter-pw",
+                               "admin": "tls-test-admin-password"}}}
+REPLICATION = with_(TLS, **{"valkey.architecture": "replication", "valkey.replicas": 3})
+
+
+def config_lines(manifests) -> list[str]:
+    [cm] = [c for c in manifests.of_kind("ConfigMap") if "valkey.conf" in c["data"]]
+    return [line.strip() for line in cm["data"]["valkey.conf"].splitlines()]
+
+
+def directive(lines: list[str], name: str) -> list[str]:
+    return [line.split(None, 1)[1] for line in lines if line.split(None, 1)[:1] == [name]]
+
+
+def pod_spec(manifests) -> dict:
+    return manifests.of_kind("StatefulSet")[0]["spec"]["template"]["spec"]
+
+
+def container(manifests, name: str) -> dict:
+    return next(c for c in pod_spec(manifests)["containers"] if c["name"] == name)
+
+
+def env(c: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+
+def test_off_by_default_nothing_speaks_tls(render_chart):
+    m = render_chart(load_yaml(CI_DIR / "default-values.yaml"))
+    lines = config_lines(m)
+    assert directive(lines, "port") == ["6379"]
+    assert not [line for line in lines if line.startswith("tls-")]
+    assert env(container(m, "exporter"))["REDIS_ADDR"].startswith("redis://")
+    assert "tls" not in {v["name"] for v in pod_spec(m)["volumes"]}
+    assert m.of_kind("Certificate") == []
+
+
+def test_the_server_listens_on_tls_only(render_chart):
+    lines = config_lines(render_chart(TLS))
+    assert directive(lines, "port") == ["0"]
+    assert directive(lines, "tls-port") == ["6379"]
+    assert directive(lines, "tls-cert-file") == ["/etc/valkey-tls/tls.crt"]
+    assert directive(lines, "tls-key-file") == ["/etc/valkey-tls/tls.key"]
+    assert directive(lines, "tls-ca-cert-file") == ["/etc/valkey-tls/ca.crt"]
+    assert directive(lines, "tls-auth-clients") == ["no"]
+    assert directive(lines, "tls-replication") == []
+
+
+@pytest.mark.parametrize("mode", ["no", "optional", "yes"])
+def test_auth_clients_mode_and_the_pods_own_client_certificate(render_chart, mode):
+    m = render_chart(with_(TLS, **{"valkey.tls.authClients": mode}))
+    assert directive(config_lines(m), "tls-auth-clients") == [mode]
+    probes, exporter = env(container(m, "valkey")), env(container(m, "exporter"))
+    assert probes["VALKEY_TLS_CA_FILE"] == exporter["REDIS_EXPORTER_TLS_CA_CERT_FILE"] == "/etc/valkey-tls/ca.crt"
+    presents = mode != "no"
+    assert ("VALKEY_TLS_CERT_FILE" in probes) is presents
+    assert ("REDIS_EXPORTER_TLS_CLIENT_CERT_FILE" in exporter) is presents
+    if presents:
+        assert probes["VALKEY_TLS_KEY_FILE"] == exporter["REDIS_EXPORTER_TLS_CLIENT_KEY_FILE"] == "/etc/valkey-tls/tls.key"
+
+
+def test_configured_key_names_reach_every_file_reference(render_chart):
+    m = render_chart(with_(TLS, **{"valkey.tls.certKey": "server.pem", "valkey.tls.keyKey": "server.key",
+                                   "valkey.tls.caKey": "root.pem", "valkey.tls.authClients": "yes"}))
+    lines = config_lines(m)
+    assert directive(lines, "tls-cert-file") == ["/etc/valkey-tls/server.pem"]
+    assert directive(lines, "tls-key-file") == ["/etc/valkey-tls/server.key"]
+    assert directive(lines, "tls-ca-cert-file") == ["/etc/valkey-tls/root.pem"]
+    reloader = env(container(m, "tls-reloader"))
+    assert (reloader["TLS_CERT_FILE"], reloader["TLS_KEY_FILE"], reloader["TLS_CA_FILE"]) == (
+        "/etc/valkey-tls/server.pem", "/etc/valkey-tls/server.key", "/etc/valkey-tls/root.pem")
+
+
+def test_the_exporter_dials_rediss_and_its_password_file_is_keyed_by_that_address(render_chart):
+    m = render_chart(TLS)
+    addr = env(container(m, "exporter"))["REDIS_ADDR"]
+    assert addr == "rediss://127.0.0.1:6379"
+    init = env(pod_spec(m)["initContainers"][0])
+    assert init["EXPORTER_REDIS_ADDR"] == addr
+
+
+def test_every_mount_of_the_secret_is_whole_so_a_renewal_reaches_it(render_chart):
+    """kubelet never updates a subPath mount, and an items list would still be fine, but the chart mounts the
+    Secret whole at one folder in each container that reads it."""
+    m = render_chart(REPLICATION)
+    spec = pod_spec(m)
+    [vol] = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert vol["secret"] == {"secretName": "cache-tls", "defaultMode": 0o400}
+    readers = {c["name"] for c in spec["containers"] for mnt in c.get("volumeMounts", []) if mnt["name"] == "tls"}
+    assert {"valkey", "exporter", "tls-reloader"} <= readers
+    for c in spec["containers"]:
+        for mnt in c.get("volumeMounts", []):
+            if mnt["name"] == "tls":
+                assert mnt == {"name": "tls", "mountPath": "/etc/valkey-tls", "readOnly": True}, c["name"]
+
+
+@pytest.mark.parametrize("image, builtin", [
+    ({"repository": "valkey/valkey", "tag": "9.1"}, True),
+    ({"repository": "valkey/valkey", "tag": "9.1.2-alpine"}, True),
+    ({"repository": "valkey/valkey", "tag": "10.0"}, True),
+    ({"repository": "valkey/valkey", "tag": "9.0"}, False),
+    ({"repository": "valkey/valkey", "tag": "8.1"}, False),
+    ({"repository": "valkey/valkey", "tag": "latest"}, False),
+    ({"repository": "redis", "tag": "7.0"}, False),
+])
+def test_the_reload_path_fits_the_engine(render_chart, image, builtin):
+    """Valkey 9.1+ reloads by itself; anything else (or a tag that names no version) gets the reloader."""
+    m = render_chart(with_(TLS, **{"valkey.image": image, "valkey.tls.reloadInterval": 45}))
+    names = {c["name"] for c in pod_spec(m)["containers"]}
+    assert directive(config_lines(m), "tls-auto-reload-interval") == (["45"] if builtin else [])
+    assert ("tls-reloader" in names) is not builtin
+    volumes = {v["name"] for v in pod_spec(m)["volumes"]}
+    assert ("tls-admin" in volumes) is not builtin
+    if not builtin:
+        reloader = container(m, "tls-reloader")
+        assert reloader["command"] == ["/bin/sh", "/scripts/tls-reload.sh"]
+        assert env(reloader)["TLS_RELOAD_INTERVAL"] == "45"
+        assert env(reloader)["TLS_ADMIN_USER"] == "admin"
+
+
+def test_the_reloader_sees_the_admin_password_and_nothing_else_of_the_secret(render_chart):
+    m = render_chart(TLS)
+    [vol] = [v for v in pod_spec(m)["volumes"] if v["name"] == "tls-admin"]
+    assert vol["secret"]["items"] == [{"key": "admin-password", "path": "admin-password"}]
+    reloader = container(m, "tls-reloader")
+    assert env(reloader)["TLS_ADMIN_PASSWORD_FILE"] == "/etc/valkey-admin/admin-password"
+    assert {v["name"] for v in reloader["volumeMounts"]} == {"scripts", "tls", "tls-admin"}
+    assert not any("valueFrom" in e for e in reloader["env"])  # no password in its environment
+
+
+def test_the_certificate_names_every_address_a_client_dials(render_chart):
+    values = with_(REPLICATION, **{"valkey.tls.certManager.issuerRef": {"name": "ca", "kind": "ClusterIssuer",
+                                                                          "group": "cert-manager.io"}})
+    [cert] = render_chart(values, namespace="cache").of_kind("Certificate")
+    spec = cert["spec"]
+    assert spec["secretName"] == "cache-tls"
+    assert spec["issuerRef"] == {"name": "ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    names = set(spec["dnsNames"])
+    for service in ("alerthistory-redis", "alerthistory-redis-headless", "alerthistory-redis-sentinel"):
+        assert {service, f"{service}.cache", f"{service}.cache.svc", f"{service}.cache.svc.cluster.local"} <= names
+    pods = {f"alerthistory-redis-{i}.alerthistory-redis-headless.cache.svc.cluster.local" for i in range(3)}
+    assert pods <= names
+    assert "localhost" in names and spec["ipAddresses"] == ["127.0.0.1"]
+    assert {"server auth", "client auth"} <= set(spec["usages"])
+
+
+def test_the_certificate_writes_the_default_secret_name(render_chart):
+    values = with_(TLS, **{"valkey.tls.existingSecret": "", "valkey.tls.certManager.issuerRef.name": "ca"})
+    m = render_chart(values)
+    [cert] = m.of_kind("Certificate")
+    assert cert["spec"]["secretName"] == "alerthistory-redis-tls"
+    [vol] = [v for v in pod_spec(m)["volumes"] if v["name"] == "tls"]
+    assert vol["secret"]["secretName"] == "alerthistory-redis-tls"
+    assert "alerthistory-redis-sentinel" not in cert["spec"]["dnsNames"]  # standalone has no Sentinel
+
+
+def test_replication_replicates_over_tls(render_chart):
+    assert directive(config_lines(render_chart(REPLICATION)), "tls-replication") == ["yes"]
+
+
+def test_a_full_resync_after_a_failover_starts_at_once(render_chart):
+    """Without it a replica that cannot resync partially waits 5 s, and the new primary refuses writes
+    (min-replicas-to-write) all that time; measured by `drill ha --scenario primary-delete` over TLS."""
+    assert directive(config_lines(render_chart(REPLICATION)), "repl-diskless-sync-delay") == ["0"]
+    standalone = config_lines(render_chart(TLS))
+    assert directive(standalone, "repl-diskless-sync-delay") == []
+
+
+def test_the_plaintext_migration_port_opens_on_server_service_and_network_policy(render_chart):
+    values = with_(TLS, **{"valkey.tls.plaintextPort": 6380, "valkey.networkPolicy.enabled": True})
+    m = render_chart(values)
+    lines = config_lines(m)
+    assert directive(lines, "port") == ["6380"] and directive(lines, "tls-port") == ["6379"]
+    ports = {p["name"]: p["containerPort"] for p in container(m, "valkey")["ports"]}
+    assert ports == {"redis": 6379, "redis-plaintext": 6380}
+    svc = m.get("Service", "alerthistory-redis")
+    assert {(p["name"], p["port"]) for p in svc["spec"]["ports"]} == {("redis", 6379), ("redis-plaintext", 6380)}
+    [policy] = m.of_kind("NetworkPolicy")
+    assert {p["port"] for p in policy["spec"]["ingress"][0]["ports"]} == {6379, 6380}
+
+
+def test_the_helm_test_pod_speaks_tls_with_the_ca(render_chart):
+    m = render_chart(with_(TLS, **{"valkey.tls.authClients": "yes"}))
+    [pod] = [p for p in m.of_kind("Pod") if p["metadata"]["name"].endswith("test-connection")]
+    c = pod["spec"]["containers"][0]
+    assert env(c)["TLS_ARGS"] == ("--tls --cacert /etc/valkey-tls/ca.crt "
+                                  "--cert /etc/valkey-tls/tls.crt --key /etc/valkey-tls/tls.key")
+    assert "${TLS_ARGS:-}" in c["args"][0]
+    assert pod["spec"]["volumes"] == [{"name": "tls", "secret": {"secretName": "cache-tls", "defaultMode": 0o400}}]
+
+
+
+def test_sentinel_and_its_exporter_speak_tls(render_chart):
+    m = render_chart(with_(REPLICATION, **{"valkey.tls.authClients": "yes"}))
+    sentinel = env(container(m, "sentinel"))
+    assert (sentinel["HA_TLS_CERT_FILE"], sentinel["HA_TLS_KEY_FILE"], sentinel["HA_TLS_AUTH_CLIENTS"]) == (
+        "/etc/valkey-tls/tls.crt", "/etc/valkey-tls/tls.key", "yes")
+    assert sentinel["VALKEY_TLS_CA_FILE"] == "/etc/valkey-tls/ca.crt"  # its HA script calls speak TLS
+    assert env(container(m, "valkey"))["VALKEY_TLS_CA_FILE"] == "/etc/valkey-tls/ca.crt"  # ha-bootstrap.sh's too
+    exporter = env(container(m, "sentinel-exporter"))
+    assert exporter["REDIS_ADDR"] == "rediss://127.0.0.1:26379"
+    assert exporter["REDIS_EXPORTER_TLS_CLIENT_CERT_FILE"] == "/etc/valkey-tls/tls.crt"
+    init = env(pod_spec(m)["initContainers"][0])
+    assert init["EXPORTER_SENTINEL_ADDR"] == exporter["REDIS_ADDR"]
+
+
+def haproxy_servers(manifests) -> list[str]:
+    cfg = manifests.get("ConfigMap", "alerthistory-redis-haproxy")["data"]["haproxy.cfg.tpl"]
+    return [line.strip() for line in cfg.splitlines() if line.strip().startswith(("server ", "tcp-check connect"))]
+
+
+@pytest.mark.parametrize("auth_clients", ["no", "yes"])
+def test_haproxy_checks_run_over_tls_and_verify_the_ca(render_chart, auth_clients):
+    m = render_chart(with_(REPLICATION, **{"valkey.tls.authClients": auth_clients}))
+    lines = haproxy_servers(m)
+    servers = [line for line in lines if line.startswith("server ")]
+    assert len(servers) == 3 + 3 * 3  # a server check per pod, a Sentinel check per pod and Sentinel
+    for line in servers:
+        assert "check-ssl verify required ca-file /etc/haproxy-tls/ca.crt" in line
+        assert (" crt /run/haproxy/check-client.pem" in line) is (auth_clients == "yes")
+        assert " ssl " not in f"{line} "  # client traffic passes through: HAProxy never terminates TLS
+    # A tcp-check connect rule without `default` would ignore check-ssl and check in plaintext.
+    assert {line for line in lines if line.startswith("tcp-check")} == {"tcp-check connect default"}
+    deployment = m.of_kind("Deployment")[0]["spec"]["template"]["spec"]
+    assert {"name": "tls", "mountPath": "/etc/haproxy-tls", "readOnly": True} in deployment["containers"][0][
+        "volumeMounts"]
+    init = env(deployment["initContainers"][0])
+    assert ("HAPROXY_TLS_CERT_FILE" in init) is (auth_clients == "yes")
+
+
+def test_haproxy_checks_stay_plaintext_without_tls(render_chart):
+    values = with_(REPLICATION, **{"valkey.tls": {"enabled": False}})
+    lines = haproxy_servers(render_chart(values))
+    assert not [line for line in lines if "ssl" in line]
+    assert {line for line in lines if line.startswith("tcp-check")} == {"tcp-check connect"}
