@@ -1,4 +1,4 @@
-"""Command line: `alert-history-cache render|package|up|down|status|fault|backup|drill|report`."""
+"""Command line: `alert-history-cache render|package|up|down|status|fault|backup|restore|drill|report`."""
 
 from __future__ import annotations
 
@@ -44,11 +44,12 @@ def package(destination: str) -> None:
 for _command in (drill, report, up, down, status):
     main.add_command(_command)
 
-from .cli_backup import backup  # noqa: E402
+from .cli_backup import backup, restore  # noqa: E402
 from .cli_fault import fault  # noqa: E402
 
 main.add_command(fault)
 main.add_command(backup)
+main.add_command(restore)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""`alert-history-cache backup`: one run of the release's backup CronJob in a stack started by `up`.
+"""`alert-history-cache backup` and `restore` in a stack started by `up`.
+
+backup: one run of the release's backup CronJob.
 
 The stack's supervising `up` process owns the pods, so the command asks it (control.py) to run the CronJob's
 pod once as a Job pod, in its own namespaces with the rendered command, and prints the file it wrote (the
@@ -43,3 +45,21 @@ def backup(state_dir: Path, cronjob: str | None, timeout: float, as_json: bool) 
     if not as_json:
         for path in result["files"]:
             click.echo(path)
+
+
+@click.command()
+@state_dir_option(DEFAULT_STATE_DIR, STATE_HELP)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds the whole restore may take.")
+def restore(state_dir: Path, file: Path, timeout: float) -> None:
+    """Restore an RDB backup FILE into the running release: loaded with the AOF off, then a new AOF is written
+    (docs/disaster-recovery.md); with replication, Sentinel is held off and the replicas resync."""
+    state_dir = state_dir.resolve()
+    if not is_running(state_dir):
+        raise click.ClickException(f"no stack is running in {state_dir}: start one with "
+                                   f"`alert-history-cache up --detach --state-dir {state_dir}`")
+    try:
+        result = request(state_dir, "restore", timeout=timeout, file=str(file.resolve()))
+    except ControlError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))

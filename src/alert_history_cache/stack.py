@@ -411,6 +411,8 @@ class LocalStack:
             result = {"healed": c.heal(args.get("pod"))}
         elif action == "run-job":
             result = self.run_job(args.get("cronjob"))
+        elif action == "restore":
+            result = self.restore(Path(args["file"]))
         else:
             raise StackError(f"unknown control action {action!r}")
         self._write_state()
@@ -434,6 +436,12 @@ class LocalStack:
         result["files"] = written
         result["succeeded"] = all(code == 0 for code in result["exit_codes"].values())
         return result
+
+    def restore(self, backup: Path) -> dict:
+        """Restore an RDB backup into the running release (restore.py: the documented procedure)."""
+        from .restore import restore
+
+        return restore(self, backup)
 
     # -- API: addresses, users, clients ---------------------------------------------------------------
     @property
