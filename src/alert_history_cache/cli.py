@@ -1,4 +1,4 @@
-"""Command line: `alert-history-cache render|up|down|status|fault|drill|report`."""
+"""Command line: `alert-history-cache render|package|up|down|status|fault|backup|restore|drill|report`."""
 
 from __future__ import annotations
 
@@ -28,12 +28,28 @@ def render(values_files: tuple[str, ...], sets: tuple[str, ...], release: str, n
     click.echo(manifests.to_yaml(), nl=False)
 
 
+@main.command()
+@click.option("--destination", "-d", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder the chart archive is written to.")
+@one_line_failures
+def package(destination: str) -> None:
+    """Package the chart like `helm package` (through the Helm library) and print the archive's path."""
+    from pathlib import Path
+
+    from . import release
+
+    click.echo(release.package(Path(destination)))
+
+
 for _command in (drill, report, up, down, status):
     main.add_command(_command)
 
+from .cli_backup import backup, restore  # noqa: E402
 from .cli_fault import fault  # noqa: E402
 
 main.add_command(fault)
+main.add_command(backup)
+main.add_command(restore)
 
 
 if __name__ == "__main__":

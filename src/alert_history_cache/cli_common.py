@@ -63,10 +63,11 @@ def failures() -> tuple[type[BaseException], ...]:
     from .kube import KubeError
     from .netns import NetworkError
     from .pod import PodStartError
+    from .release import ReleaseError
     from .service_proxy import ProxyError
     from .stack import StackError
     return (RenderError, UnitError, KubeError, engines.MissingBinary, StackError, PodStartError, CapacityError,
-            LimitsUnavailable, ResultsError, NetworkError, ProxyError, ControlError, TimeoutError, OSError)
+            LimitsUnavailable, ResultsError, NetworkError, ProxyError, ControlError, ReleaseError, TimeoutError, OSError)
 
 
 class OneLineGroup(click.Group):

@@ -35,7 +35,7 @@ from .kube import KubeError, Objects
 from .pod import LocalPod, PodStartError
 from .service_proxy import ProxiedService, ServicePort, ServiceProxy, ensure_forwarding, restore_forwarding
 from .waiting import wait_until
-from .workloads import DeploymentController, PodPlan, StatefulSetController, controllers
+from .workloads import DeploymentController, PodPlan, StatefulSetController, controllers, cronjob as cronjob_of
 
 TABLE_PREFIX = "ahc_"
 
@@ -401,6 +401,22 @@ class LocalCluster:
         return healed
 
     # -- status ---------------------------------------------------------------------------------------
+    def run_job(self, cronjob: str | None = None, timeout: float | None = None) -> dict:
+        """One run of the release's CronJob, as `kubectl create job --from=cronjob/<name>`: its pod in its own
+        namespaces with the rendered command, until it exits (within activeDeadlineSeconds, or `timeout`).
+        Its PVCs are STATE/pvcs/<claim>/ and stay; the pod's folder and network go."""
+        controller = cronjob_of(self.manifests, cronjob)
+        plan = controller.plan()
+        deadline = controller.obj["spec"]["jobTemplate"]["spec"].get("activeDeadlineSeconds")
+        pod = LocalPod(plan, pod_dir=self.state_dir / "pods" / plan.name,
+                       claim_dir=lambda claim: self.state_dir / "pvcs" / claim,
+                       log_path=lambda c, n=plan.name: self.state_dir / "logs" / f"{n}.{c}.log",
+                       bin_dir=self.bin_dir, root_links=self.root_links, objects=self.objects,
+                       event_log=self.event_log, hosts_text=self.hosts_text, owner=self.owner, dns=self.dns)
+        result = pod.run_to_completion(float(timeout or deadline or 3600))
+        result.update(job=plan.owner, cronjob=controller.name)
+        return result
+
     def snapshot(self) -> dict:
         pods = []
         for p in self._pod_list():

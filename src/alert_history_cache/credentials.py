@@ -50,13 +50,24 @@ class Credentials:
         self.keys = full_values["valkey"]["password"]
         self.secret_dir = secret_dir
         self.tls = tls
+        self.replication = full_values["valkey"].get("architecture") == "replication"
+        self.backup_user = (full_values.get("backup") or {}).get("acl", {}).get("user") \
+            if (full_values.get("backup") or {}).get("enabled") else None
 
     @property
     def users(self) -> dict[str, str]:
-        """ACL user -> key of its password in the Secret."""
-        return {"default": self.keys["secretKey"], self.acl["applicationUser"]: self.keys["secretKey"],
-                self.acl["exporterUser"]: self.keys["exporterSecretKey"],
-                self.acl["adminUser"]: self.keys["adminSecretKey"]}
+        """ACL user -> key of its password in the Secret (the replication users and the backup user only where
+        the values render them)."""
+        users = {"default": self.keys["secretKey"], self.acl["applicationUser"]: self.keys["secretKey"],
+                 self.acl["exporterUser"]: self.keys["exporterSecretKey"],
+                 self.acl["adminUser"]: self.keys["adminSecretKey"]}
+        if self.replication:
+            users.update({self.acl["replicationUser"]: self.keys["replicationSecretKey"],
+                          self.acl["sentinelUser"]: self.keys["sentinelSecretKey"],
+                          self.acl["haproxyUser"]: self.keys["haproxySecretKey"]})
+        if self.backup_user:
+            users[self.backup_user] = self.keys["backupSecretKey"]
+        return users
 
     @property
     def admin_user(self) -> str:

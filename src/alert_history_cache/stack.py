@@ -113,6 +113,10 @@ def make_bin_dir(state_dir: Path, engine: engines.Engine) -> Path:
     return bin_dir
 
 
+def cronjob_pod_spec(manifests, name: str) -> dict:
+    return manifests.get("CronJob", name)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
 class LocalStack:
     def __init__(self, values: dict | None = None, *, engine: str = engines.DEFAULT_ENGINE,
                  state_dir: str | Path = DEFAULT_STATE_DIR, secret_files: dict[str, str | Path] | None = None,
@@ -491,10 +495,39 @@ class LocalStack:
             result = c.freeze(args["pod"])
         elif action == "heal":
             result = {"healed": c.heal(args.get("pod"))}
+        elif action == "run-job":
+            result = self.run_job(args.get("cronjob"))
+        elif action == "restore":
+            result = self.restore(Path(args["file"]))
         else:
             raise StackError(f"unknown control action {action!r}")
         self._write_state()
         return result
+
+    # -- Jobs (`alert-history-cache backup`) ----------------------------------------------------------
+    def run_job(self, cronjob: str | None = None) -> dict:
+        """One run of the release's CronJob (the backup): its pod's exit codes, and the host paths of the files
+        its container printed (the last line of its log, a path in the pod, mapped to the PVC folder)."""
+        result = self.cluster.run_job(cronjob)
+        pod = cronjob_pod_spec(self.manifests, result["cronjob"])
+        mounts = {m["mountPath"]: result["volumes"][m["name"]] for c in pod["containers"]
+                  for m in c.get("volumeMounts", []) if m["name"] in result["volumes"]}
+        written = []
+        for log in result["logs"].values():
+            lines = [line for line in Path(log).read_text(errors="replace").splitlines() if line.strip()]
+            last = lines[-1].strip() if lines else ""
+            for mount_path, host in mounts.items():
+                if last.startswith(mount_path.rstrip("/") + "/"):
+                    written.append(str(Path(host) / last[len(mount_path.rstrip("/")) + 1:]))
+        result["files"] = written
+        result["succeeded"] = all(code == 0 for code in result["exit_codes"].values())
+        return result
+
+    def restore(self, backup: Path) -> dict:
+        """Restore an RDB backup into the running release (restore.py: the documented procedure)."""
+        from .restore import restore
+
+        return restore(self, backup)
 
     # -- API: addresses, users, clients ---------------------------------------------------------------
     @property

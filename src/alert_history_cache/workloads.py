@@ -5,7 +5,9 @@ A StatefulSet asks for `<sts>-0 .. <sts>-(replicas-1)`, each with the hostname `
 volumeClaimTemplate, named `<claim>-<pod>` as Kubernetes names it; a deleted pod comes back under the same
 name with the same PVC. `podManagementPolicy: OrderedReady` starts each pod after the one before it is Ready,
 `Parallel` starts them all at once. A Deployment asks for `replicas` pods named `<deploy>-<hash>-<suffix>`
-(the pod-template-hash of its template); a deleted one is replaced by a pod with a new name."""
+(the pod-template-hash of its template); a deleted one is replaced by a pod with a new name. A CronJob asks for
+nothing on its own here: `CronJobController.plan()` is one run of it, as `kubectl create job --from=cronjob/<name>`
+makes one (Job `<cronjob>-<minutes since the epoch>`, pod `<job>-<suffix>`)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ class PodPlan:
 
     name: str
     namespace: str
-    owner_kind: str  # StatefulSet | Deployment
+    owner_kind: str  # StatefulSet | Deployment | Job
     owner: str
     spec: dict  # the pod template's spec
     labels: dict
@@ -101,6 +103,42 @@ class DeploymentController(_Controller):
                        owner=self.name, spec=spec, labels=labels,
                        annotations=dict(template["metadata"].get("annotations", {})),
                        hostname=spec.get("hostname", name), subdomain=spec.get("subdomain"))
+
+
+class CronJobController(_Controller):
+    """The CronJob's Job template as one pod that runs to completion (restartPolicy Never or OnFailure)."""
+
+    def plan(self, ordinal: int | None = None, *, now: float | None = None) -> PodPlan:
+        import time
+
+        meta = self.obj["metadata"]
+        job = self.obj["spec"]["jobTemplate"]
+        template = job["spec"]["template"]
+        job_name = f"{self.name}-{int((now or time.time()) // 60)}"
+        suffix = "".join(secrets.choice(_SUFFIX) for _ in range(5))
+        name = f"{job_name}-{suffix}"
+        spec = copy.deepcopy(template["spec"])
+        policy = spec.get("restartPolicy", "Always")
+        if policy not in ("Never", "OnFailure"):
+            raise KubeError(f"CronJob {self.name}: a Job pod's restartPolicy must be Never or OnFailure, not {policy!r}")
+        labels = {**template["metadata"].get("labels", {}), "batch.kubernetes.io/job-name": job_name,
+                  "job-name": job_name}
+        return PodPlan(name=name, namespace=meta.get("namespace", "default"), owner_kind="Job", owner=job_name,
+                       spec=spec, labels=labels, annotations=dict(template["metadata"].get("annotations", {})),
+                       hostname=spec.get("hostname", name), subdomain=spec.get("subdomain"))
+
+
+def cronjob(manifests, name: str | None = None) -> CronJobController:
+    """The release's CronJob of that name (or its only one)."""
+    found = manifests.of_kind("CronJob")
+    if name:
+        found = [o for o in found if o["metadata"]["name"] == name]
+    if len(found) != 1:
+        have = [o["metadata"]["name"] for o in manifests.of_kind("CronJob")]
+        what = f"CronJob {name}" if name else "CronJob"
+        raise KubeError(f"no single {what} in the release: it renders {have or 'none'} (backups need "
+                        "backup.enabled: true)")
+    return CronJobController(found[0])
 
 
 def controllers(manifests) -> list[StatefulSetController | DeploymentController]:

@@ -134,7 +134,7 @@ def test_default_identity_is_999(render_chart):
 
 
 def test_writable_paths_are_emptydirs_or_the_data_volume(ci_set):
-    """With a read-only root filesystem, every writable mount must be an emptyDir or the PVC."""
+    """With a read-only root filesystem, every writable mount must be an emptyDir or a PVC."""
     for where, _, spec in pod_specs(ci_set.manifests):
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         for c in containers(spec):
@@ -142,7 +142,9 @@ def test_writable_paths_are_emptydirs_or_the_data_volume(ci_set):
                 if mount.get("readOnly"):
                     continue
                 vol = volumes.get(mount["name"])
-                assert vol is None and mount["name"] == "data" or vol and "emptyDir" in vol, (
+                # The PVCs: the data volume (a claim template) and the backup CronJob's own claim.
+                assert vol is None and mount["name"] == "data" or vol and (
+                    "emptyDir" in vol or "persistentVolumeClaim" in vol), (
                     f"{where} {c['name']} writes to {mount['mountPath']} ({vol})"
                 )
 

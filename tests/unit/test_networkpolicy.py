@@ -90,6 +90,7 @@ COREDNS = _peer("kube-system", {"k8s-app": "kube-dns"})
 OUTSIDE_IP = {"ipBlock": {"cidr": OUTSIDE}}
 CACHE_PODS = _peer(NAMESPACE, {"app.kubernetes.io/component": "redis"})
 HAPROXY_PODS = _peer(NAMESPACE, {"app.kubernetes.io/component": "haproxy"})
+BACKUP_PODS = _peer(NAMESPACE, {"app.kubernetes.io/component": "backup"})
 REPLICATION_EGRESS = {"to": [{"podSelector": CACHE_PODS["podSelector"]}], "ports": [{"port": 6379, "protocol": "TCP"}]}
 
 
@@ -121,6 +122,10 @@ VALUE_SETS = {
     # Negative control: without the policy the forbidden connections are open, so the proofs can fail.
     "disabled": _values(enabled=False),
     "ha": {**_values(), "valkey": {"architecture": "replication", "replicas": 3, "networkPolicy": {"enabled": True}}},
+    # The backup CronJob's pods (backup.enabled), standalone and with replication.
+    "backup": {**_values(), "backup": {"enabled": True}},
+    "ha-backup": {**_values(), "backup": {"enabled": True},
+                  "valkey": {"architecture": "replication", "replicas": 3, "networkPolicy": {"enabled": True}}},
 }
 
 # (id, value set, direction, peer, port, protocol, permitted)
@@ -194,12 +199,27 @@ CASES = [
     ("ha-haproxy-to-app-pod", "ha", "egress", SAME_NS_APP, 8080, "TCP", False, "haproxy"),
     ("ha-haproxy-to-outside-443", "ha", "egress", OUTSIDE_IP, 443, "TCP", False, "haproxy"),
     ("ha-haproxy-to-haproxy", "ha", "ingress", HAPROXY_PODS, 6379, "TCP", False, "haproxy"),
+    # The backup Job's pods reach the servers (the snapshot) and, with replication, the Sentinels; nothing else.
+    ("backup-into-data-pods-6379", "backup", "ingress", BACKUP_PODS, 6379, "TCP", True),
+    ("backup-into-data-pods-9121", "backup", "ingress", BACKUP_PODS, 9121, "TCP", False),
+    ("backup-into-data-pods-26379", "backup", "ingress", BACKUP_PODS, 26379, "TCP", False),
+    ("backup-pods-to-data-pods-6379", "backup", "egress", CACHE_PODS, 6379, "TCP", True, "backup"),
+    ("backup-pods-to-data-pods-9121", "backup", "egress", CACHE_PODS, 9121, "TCP", False, "backup"),
+    ("backup-pods-dns", "backup", "egress", COREDNS, 53, "UDP", True, "backup"),
+    ("backup-pods-to-outside-443", "backup", "egress", OUTSIDE_IP, 443, "TCP", False, "backup"),
+    ("backup-pods-to-app-pod", "backup", "egress", SAME_NS_APP, 8080, "TCP", False, "backup"),
+    ("app-into-backup-pods", "backup", "ingress", SAME_NS_APP, 6379, "TCP", False, "backup"),
+    ("ha-backup-into-data-pods-6379", "ha-backup", "ingress", BACKUP_PODS, 6379, "TCP", True),
+    ("ha-backup-into-sentinels", "ha-backup", "ingress", BACKUP_PODS, 26379, "TCP", True),
+    ("ha-backup-pods-to-sentinels", "ha-backup", "egress", CACHE_PODS, 26379, "TCP", True, "backup"),
+    ("ha-backup-pods-to-haproxy", "ha-backup", "egress", HAPROXY_PODS, 6379, "TCP", False, "backup"),
+    ("ha-backup-into-haproxy", "ha-backup", "ingress", BACKUP_PODS, 6379, "TCP", False, "haproxy"),
 ]
 
 
 # What nca reads from the render. Other objects stay out: nca skips a whole file as "templated" when any
 # text in it holds `{{` (Prometheus rule annotations, dashboard JSON), and would then see nothing.
-NCA_KINDS = {"NetworkPolicy", "StatefulSet", "Deployment", "Pod", "Service"}
+NCA_KINDS = {"NetworkPolicy", "StatefulSet", "Deployment", "CronJob", "Pod", "Service"}
 
 
 def _write_inputs(directory: Path, values: dict) -> tuple[Path, Path]:

@@ -1,7 +1,8 @@
 {{/*
 checkov checks the chart skips by design, as `checkov.io/skipN: CHECK=reason` annotations, only where the values
 make the check fail. docs/security.md lists each with its reason; tests/security/test_checkov.py proves zero failures.
-Call with (dict "root" $ "kind" "statefulset"), (dict "root" $ "kind" "haproxy") or (dict "root" $ "kind" "test-pod").
+Call with (dict "root" $ "kind" "statefulset"), (dict "root" $ "kind" "haproxy"), (dict "root" $ "kind" "backup")
+or (dict "root" $ "kind" "test-pod").
 */}}
 {{- define "alert-history.checkovSkips" -}}
 {{- $v := .root.Values.valkey -}}
@@ -27,9 +28,13 @@ Call with (dict "root" $ "kind" "statefulset"), (dict "root" $ "kind" "haproxy")
 {{- if lt (int $v.containerSecurityContext.runAsUser) 10000 -}}
 {{- $skips = append $skips "CKV_K8S_40=runs as the uid that the valkey and redis images own their files as (999); runAsUser changes it" -}}
 {{- end -}}
-{{- if or (eq .kind "statefulset") (eq .kind "haproxy") -}}
+{{- if has .kind (list "statefulset" "haproxy" "backup") -}}
 {{- if not $v.networkPolicy.enabled -}}
 {{- $skips = append $skips "CKV2_K8S_6=the NetworkPolicy is opt-in (valkey.networkPolicy.enabled) because its application selector must match your pods" -}}
+{{- end -}}
+{{- if eq .kind "backup" -}}
+{{- $skips = append $skips "CKV_K8S_8=a Job pod that exits when its backup is written and verified; probes do not apply" -}}
+{{- $skips = append $skips "CKV_K8S_9=a Job pod that exits when its backup is written and verified; probes do not apply" -}}
 {{- end -}}
 {{- else -}}
 {{- $skips = append $skips "CKV_K8S_8=a one-shot helm test pod that exits after a few commands; probes do not apply" -}}

@@ -451,11 +451,23 @@ evaluation interval (the scrape interval when evaluationInterval is empty), or t
 {{- end -}}
 {{- if $p.existingSecret -}}
 {{- $given := list -}}
-{{- range $k := list "application" "exporter" "admin" "applicationNext" "exporterNext" "adminNext" "replication" "sentinel" "haproxy" "replicationNext" "sentinelNext" "haproxyNext" -}}
+{{- range $k := list "application" "exporter" "admin" "applicationNext" "exporterNext" "adminNext" "replication" "sentinel" "haproxy" "replicationNext" "sentinelNext" "haproxyNext" "backup" "backupNext" -}}
 {{- if get $p $k -}}{{- $given = append $given (printf "valkey.password.%s" $k) -}}{{- end -}}
 {{- end -}}
 {{- if $given -}}
 {{- $errors = append $errors (printf "%s: ignored with valkey.password.existingSecret %q; put the password into that Secret instead" (join ", " $given) $p.existingSecret) -}}
+{{- end -}}
+{{- end -}}
+{{- /* Backups */ -}}
+{{- if .Values.backup.enabled -}}
+{{- if eq (int $v.replicas) 0 -}}
+{{- $errors = append $errors "backup.enabled: valkey.replicas is 0, so there is no server to back up; set valkey.replicas or backup.enabled: false" -}}
+{{- end -}}
+{{- if has .Values.backup.acl.user (list $v.acl.applicationUser $v.acl.exporterUser $v.acl.adminUser $v.acl.replicationUser $v.acl.sentinelUser $v.acl.haproxyUser "default" "probe") -}}
+{{- $errors = append $errors (printf "backup.acl.user: %q is already another ACL user of the chart; the backup user must have a name of its own" .Values.backup.acl.user) -}}
+{{- end -}}
+{{- if regexMatch "^0+(\\.0+)?([KMGTPE]i?|k|m)?$" (toString .Values.backup.storage.requestedSize) -}}
+{{- $errors = append $errors (printf "backup.storage.requestedSize: %q requests no storage; the API server refuses a PersistentVolumeClaim with a zero request" (toString .Values.backup.storage.requestedSize)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -515,4 +527,25 @@ sysctls:
 {{- end }}
 seccompProfile:
   {{- include "alert-history.seccompProfile" $p.seccompProfile | nindent 2 }}
+{{- end -}}
+
+{{/* Backups (backup.*): on when backup.enabled and the cache tier renders. */}}
+{{- define "alert-history.backup.enabled" -}}
+{{- if and (include "alert-history.redis.enabled" .) .Values.backup.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "alert-history.backup.name" -}}
+{{- printf "%s-backup" (include "alert-history.redis.fullname" .) -}}
+{{- end -}}
+
+{{/* Labels of the backup objects; the component is backup, so no data-pod selector matches its pods. */}}
+{{- define "alert-history.backup.labels" -}}
+{{ include "alert-history.labels" . }}
+app.kubernetes.io/component: backup
+{{- end -}}
+
+{{- define "alert-history.backup.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "alert-history.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: backup
 {{- end -}}

@@ -1,0 +1,71 @@
+"""`restore` on the local stack: a backup taken by the release's own backup Job comes back after FLUSHALL,
+through the documented procedure (loaded with the AOF off, then a new AOF), and survives a restart of the
+server, so it really is in the new AOF. With replication: the primary stays the primary (Sentinel held off)
+and the replicas resync. Standalone on valkey8 and redis7, replication on valkey8."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from alert_history_cache.restore import sentinel_master
+from alert_history_cache.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def round_trip(stack, keys: int = 300) -> tuple[dict, dict]:
+    admin = stack.client("admin")
+    written = {f"alert:{i}": os.urandom(16).hex() for i in range(keys)}
+    admin.mset(written)
+    if stack.full_values["valkey"]["architecture"] == "replication":
+        assert admin.execute_command("WAIT", 2, 10000) == 2
+    backup = stack.run_job()
+    assert backup["succeeded"], backup
+    admin.flushall()
+    assert admin.dbsize() == 0
+    result = stack.restore(backup["files"][0])
+    return written, result
+
+
+@pytest.mark.parametrize("engine_name", ["valkey8", "redis7"])
+def test_restore_after_flushall_standalone(make_stack, engine_name):
+    stack = make_stack({"backup": {"enabled": True}}, engine=engine_name)
+    stack.start()
+    written, result = round_trip(stack)
+    assert result["keys"] == len(written)
+    admin = stack.client("admin")
+    assert {k: admin.get(k) for k in written} == written
+    assert admin.config_get("appendonly")["appendonly"] == "yes"
+    assert not (stack.data_dir / "restore").exists()
+    # The data is in the new AOF: a crash of the server (SIGKILL, no save) and a restart load it back.
+    pid = stack.server_pid
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: stack.server_pid not in (None, pid) and stack.cluster.pod(stack.primary_name).ready, 120,
+               "the server restarted and Ready")
+    admin = stack.client("admin")
+    assert {k: admin.get(k) for k in written} == written
+
+
+def test_restore_after_flushall_replication(make_stack):
+    stack = make_stack({"backup": {"enabled": True}, "valkey": {"architecture": "replication", "replicas": 3}},
+                       engine="valkey8", fast=False)
+    stack.start()
+    written, result = round_trip(stack, keys=200)
+    assert result["keys"] == len(written) and len(result["replicas_resynced"]) == 2
+    primary = result["primary"]
+    for pod in [primary, *result["replicas_resynced"]]:
+        client = stack.client("admin", pod=pod)
+        assert {k: client.get(k) for k in written} == written, pod
+    # No failover happened, and the Sentinels are back on the chart's down-after-milliseconds.
+    assert stack.client("admin", pod=primary).info("replication")["role"] == "master"
+    port = int(stack.full_values["valkey"]["sentinel"]["port"])
+    for name, pod in stack.cluster.pods.items():
+        if pod.plan.owner_kind != "StatefulSet":
+            continue
+        sentinel = stack.credentials.client(pod.ip, port, stack.full_values["valkey"]["acl"]["sentinelUser"])
+        master = sentinel_master(sentinel, "alerthistory")
+        assert master["down-after-milliseconds"] == str(stack.full_values["valkey"]["sentinel"]["downAfterMilliseconds"])
+        assert master["name"] == "alerthistory" and master["ip"].startswith(primary + ".")
