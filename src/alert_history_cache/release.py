@@ -117,8 +117,15 @@ def hygiene_problems(repo: Path = chart.REPO_ROOT, chart_dir: Path | None = None
     if problems:
         return problems
     changelog = (repo / "CHANGELOG.md").read_text()
-    base = baseline(repo, changelog)
     version = semver.Version.parse(str(metadata["version"]))
+    released = released_versions(changelog)
+    if unreleased_entries(changelog) and released:
+        # An Unreleased entry satisfies the rule whatever changed, so no history is needed (a shallow clone,
+        # or a source archive without .git); only the version must not go back.
+        if version < semver.Version.parse(released[0]):
+            return [f"Chart.yaml version {version} is older than the last release {released[0]} (CHANGELOG.md)"]
+        return []
+    base = baseline(repo, changelog)
     if version < semver.Version.parse(base.version):
         return [f"Chart.yaml version {version} is older than the last release {base.version} ({base.how})"]
     if version > semver.Version.parse(base.version):
