@@ -69,3 +69,16 @@ def test_restore_after_flushall_replication(make_stack):
         master = sentinel_master(sentinel, "alerthistory")
         assert master["down-after-milliseconds"] == str(stack.full_values["valkey"]["sentinel"]["downAfterMilliseconds"])
         assert master["name"] == "alerthistory" and master["ip"].startswith(primary + ".")
+
+
+@pytest.mark.parametrize("engine_name", ["valkey8"])
+def test_drill_restore_flushall(needs_root, engine_name, tmp_path):
+    """The drill's criteria pass, and its figures add up: the RPO counts only writes after the backup started."""
+    from alert_history_cache.drills import restore as restore_drill
+
+    result = restore_drill.run(engine=engine_name, state_dir=str(tmp_path / "state"))
+    assert result.passed, [(c.name, c.measured) for c in result.criteria]
+    f = result.figures
+    assert f["acknowledged_before_backup"] >= 2000 and f["acknowledged_after_restore"] >= 500
+    assert 0 < f["rpo_writes_lost"] <= f["acknowledged_after_backup_before_serving"]
+    assert f["keys_in_backup"] >= f["acknowledged_before_backup"]
