@@ -51,8 +51,9 @@ drill.add_command(_drill_command(
 
 
 @drill.command("restore")
-@click.option("--scenario", default="flushall", show_default=True, type=click.Choice(["flushall"]),
-              help="flushall: back up, FLUSHALL as admin, restore the backup.")
+@click.option("--scenario", default="flushall", show_default=True, type=click.Choice(["flushall", "volume-lost"]),
+              help="flushall: FLUSHALL as admin; volume-lost: the pod deleted with its PVC folder, back empty. "
+                   "Each after a backup, then the backup restored.")
 @values_options
 @engine_option
 @state_dir_option(None, STATE_DIR_HELP)

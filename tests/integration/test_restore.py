@@ -71,12 +71,12 @@ def test_restore_after_flushall_replication(make_stack):
         assert master["name"] == "alerthistory" and master["ip"].startswith(primary + ".")
 
 
-@pytest.mark.parametrize("engine_name", ["valkey8"])
-def test_drill_restore_flushall(needs_root, engine_name, tmp_path):
+@pytest.mark.parametrize("scenario", ["flushall", "volume-lost"])
+def test_drill_restore(needs_root, scenario, tmp_path):
     """The drill's criteria pass, and its figures add up: the RPO counts only writes after the backup started."""
     from alert_history_cache.drills import restore as restore_drill
 
-    result = restore_drill.run(engine=engine_name, state_dir=str(tmp_path / "state"))
+    result = restore_drill.run(engine="valkey8", state_dir=str(tmp_path / "state"), scenario=scenario)
     assert result.passed, [(c.name, c.measured) for c in result.criteria]
     f = result.figures
     assert f["acknowledged_before_backup"] >= 2000 and f["acknowledged_after_restore"] >= 500

@@ -1,12 +1,14 @@
-"""Restore drill (`drill restore --scenario flushall`): under a recorded write load, the release's own backup
-Job takes a backup, an admin runs FLUSHALL, and `restore` brings the backup back. It reports the RTO (FLUSHALL to
-the restored primary serving writes again) and the RPO (acknowledged writes lost: those after the backup), and
+"""Restore drill (`drill restore --scenario flushall|volume-lost`): under a recorded write load, the release's own
+backup Job takes a backup, then the fault: `flushall` (an admin runs FLUSHALL) or `volume-lost` (the pod is
+deleted, its PVC folder removed, and it comes back empty), and `restore` brings the backup back. It reports the RTO
+(the fault to the restored primary serving writes again) and the RPO (acknowledged writes lost: those after the backup), and
 checks every recorded write against the restored data: every write acknowledged before the backup started is
 back, every write acknowledged after the restore is kept. The requirement it is held against is a recovery
 under 60 s (docs/requirements.md)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 
 from .. import chart
@@ -15,7 +17,7 @@ from .results import DrillResult
 from .writeload import WriteLoad, lost_writes
 
 RECOVERY_GOAL_S = 60.0
-SCENARIOS = ("flushall",)
+SCENARIOS = ("flushall", "volume-lost")
 
 
 def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | None = None,
@@ -42,7 +44,14 @@ def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | No
             load.wait_for_acks(len(load.acks) + 500, timeout=60)  # writes the backup does not have
             admin = stack.client("admin")
             flushed_at = time.monotonic()
-            admin.flushall()
+            if scenario == "flushall":
+                admin.flushall()
+            else:
+                lose_the_volume(stack, fig)
+                # Empty: none of the writes before the backup is there (the load may write new keys already).
+                earlier = load.snapshot(until=backup_started)
+                kept = len(earlier) - len(lost_writes(stack.client("admin"), earlier))
+                result.check("the pod came back empty", "0 of the earlier writes", kept, kept == 0)
             restored = stack.restore(backup["files"][0])
             restore_started = time.monotonic() - restored["seconds"]
             serving_at = restore_started + restored["serving_after_seconds"]
@@ -67,9 +76,22 @@ def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | No
         result.check("every write acknowledged before the backup is back", "0 missing", len(lost_before),
                      not lost_before)
         result.check("writes acknowledged after the restore are kept", "0 missing", len(lost_later), not lost_later)
-        result.check("RTO: FLUSHALL to the restored primary serving", f"< {RECOVERY_GOAL_S:.0f} s",
+        result.check(f"RTO: {scenario} to the restored primary serving", f"< {RECOVERY_GOAL_S:.0f} s",
                      round(rto, 3), rto < RECOVERY_GOAL_S)
         appendonly = check.config_get("appendonly").get("appendonly")
         result.check("AOF on again after the restore", "yes", appendonly, appendonly == "yes")
     result.finished_at = time.time()
     return result
+
+
+def lose_the_volume(stack, fig: dict) -> None:
+    """The primary's pod deleted, its PVC's folder removed while it is gone, the pod recreated on an empty volume
+    (as a StatefulSet does with a new claim), and Ready again."""
+    name = stack.primary_name
+    data = stack.cluster.pod(name).volumes.claim_path("data")
+    t0 = time.monotonic()
+    stack.cluster.delete_pod(name, recreate=False)
+    shutil.rmtree(data)
+    pod = stack.cluster.create_pod(name)
+    stack.cluster.wait_pod_ready(pod, 120)
+    fig["empty_pod_ready_seconds"] = round(time.monotonic() - t0, 3)
