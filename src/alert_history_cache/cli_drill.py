@@ -51,9 +51,10 @@ drill.add_command(_drill_command(
 
 
 @drill.command("restore")
-@click.option("--scenario", default="flushall", show_default=True, type=click.Choice(["flushall", "volume-lost"]),
-              help="flushall: FLUSHALL as admin; volume-lost: the pod deleted with its PVC folder, back empty. "
-                   "Each after a backup, then the backup restored.")
+@click.option("--scenario", default="flushall", show_default=True, type=click.Choice(["flushall", "volume-lost", "corrupted-aof"]),
+              help="flushall: FLUSHALL as admin; volume-lost: the pod deleted with its PVC folder, back empty "
+                   "(each after a backup, then the backup restored); corrupted-aof: garbage in the middle of the "
+                   "AOF, the crash loop, the check-aof --fix repair and what it dropped.")
 @values_options
 @engine_option
 @state_dir_option(None, STATE_DIR_HELP)
