@@ -51,6 +51,28 @@ drill.add_command(_drill_command(
     "a write load; acknowledged writes lost, loss window and kill-to-ready time."))
 
 
+@drill.command("restore")
+@click.option("--scenario", default="flushall", show_default=True, type=click.Choice(["flushall", "volume-lost", "corrupted-aof"]),
+              help="flushall: FLUSHALL as admin; volume-lost: the pod deleted with its PVC folder, back empty "
+                   "(each after a backup, then the backup restored); corrupted-aof: garbage in the middle of the "
+                   "AOF, the crash loop, the check-aof --fix repair and what it dropped.")
+@values_options
+@engine_option
+@state_dir_option(None, STATE_DIR_HELP)
+@json_option
+@one_line_failures
+def restore(scenario, values_files, sets, engine, state_dir, json_path) -> None:
+    """Restore drill under a recorded write load: the release's backup Job, the fault, `restore`; RTO, RPO
+    (acknowledged writes lost) and every recorded write checked against the restored data."""
+    from . import chart
+    from .drills import restore as restore_drill
+
+    values = chart.load_values(values_files, sets)
+    result = restore_drill.run(engine=engine, values=values, state_dir=str(state_dir) if state_dir else None,
+                               scenario=scenario)
+    finish_drill(result, json_path)
+
+
 @drill.command("ha")
 @click.option("--scenario", required=True, type=click.Choice(HA_SCENARIOS),
     help="What breaks (docs/ha-drills.md has the goal of each).")

@@ -91,6 +91,8 @@ def restore(stack, backup: Path, timeout: float = 300) -> dict:
         # 2. The temporary server: the backup with the AOF off, on the pod's loopback only.
         _exec(server, [f"{engine}-server", "--port", str(RESTORE_PORT), "--bind", "127.0.0.1", "--dir", RESTORE_DIR,
                        "--dbfilename", "backup.rdb", "--appendonly", "no", "--save", "", "--daemonize", "yes",
+                       # the one replica is the primary: no wait for more before the sync starts
+                       "--repl-diskless-sync-delay", "0",
                        "--pidfile", f"{RESTORE_DIR}/server.pid", "--logfile", f"{RESTORE_DIR}/server.log"])
         wait_until(lambda: _exec(server, [cli, "-p", str(RESTORE_PORT), "info", "persistence"]).find("loading:0") >= 0,
                    timeout, "the temporary server to load the backup", ignore=(RestoreError,))
@@ -104,14 +106,16 @@ def restore(stack, backup: Path, timeout: float = 300) -> dict:
         admin.execute_command("REPLICAOF", "127.0.0.1", str(RESTORE_PORT))
         wait_until(lambda: (lambda r: r.get("master_link_status") == "up" and not r.get("master_sync_in_progress"))(
             _info(admin, "replication")), timeout, "the primary's full sync from the backup")
+        # Still a read-only replica: its dataset is exactly the backup's.
+        restored = admin.dbsize()
+        if restored != keys:
+            raise RestoreError(f"the primary holds {restored} keys after the sync; the backup has {keys}")
         admin.execute_command("REPLICAOF", "NO", "ONE")
+        serving = time.monotonic()
         admin.config_set("appendonly", "yes")
         wait_until(lambda: (lambda p: p.get("aof_enabled") == 1 and not p.get("aof_rewrite_in_progress")
                             and not p.get("aof_rewrite_scheduled"))(_info(admin, "persistence")),
                    timeout, "the new AOF to be written")
-        restored = admin.dbsize()
-        if restored != keys:
-            raise RestoreError(f"the primary holds {restored} keys after the restore; the backup has {keys}")
     finally:
         if masterauth is not None:
             for key, value in masterauth.items():
@@ -123,8 +127,8 @@ def restore(stack, backup: Path, timeout: float = 300) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
         _release_sentinels(stack, sentinels)
     replicas = _wait_replicas(stack, primary, keys, timeout) if replication else []
-    return {"primary": primary, "keys": keys, "replicas_resynced": replicas,
-            "seconds": round(time.monotonic() - t0, 3), "backup": str(backup)}
+    return {"primary": primary, "keys": keys, "replicas_resynced": replicas, "backup": str(backup),
+            "seconds": round(time.monotonic() - t0, 3), "serving_after_seconds": round(serving - t0, 3)}
 
 
 def _sentinel_clients(stack) -> list[tuple[str, redis.Redis]]:

@@ -4,6 +4,7 @@ the backup PVC's folder, holds every key, and the pod leaves nothing behind. Sta
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -98,6 +99,12 @@ def test_the_backup_command_runs_the_job_in_a_stack_started_by_up(tmp_path, need
         (line,) = done.stdout.strip().splitlines()
         assert line.startswith(str(state.resolve() / "pvcs" / "alerthistory-redis-backup" / ""))
         assert line.endswith(".rdb") and os.path.getsize(line) > 0
+        restored = subprocess.run([*cli, "restore", "--state-dir", str(state), line], capture_output=True,
+                                  text=True, timeout=300)
+        assert restored.returncode == 0, restored.stderr
+        result = json.loads(restored.stdout)
+        assert result["primary"] == "alerthistory-redis-0" and result["backup"] == line
+        assert result["keys"] >= 0 and result["serving_after_seconds"] <= result["seconds"]
     finally:
         subprocess.run([*cli, "down", "--state-dir", str(state)], capture_output=True, text=True, timeout=300)
     nothing_left(state)

@@ -96,3 +96,33 @@ def test_services_become_proxied_services_with_resolved_target_ports(tmp_path) -
     assert all(p.endpoints == () for p in proxied.values()), "no pod is Ready before start"
     script = cluster.proxy.ruleset(proxied.values())
     assert f"table ip {proxy_table(tmp_path)}" in script and "10.96.7.2" in script
+
+
+def test_a_cronjob_run_is_one_job_pod_named_as_kubernetes_names_it() -> None:
+    from alert_history_cache.workloads import cronjob
+
+    m = chart.render({"fullnameOverride": "alerthistory", "backup": {"enabled": True}})
+    controller = cronjob(m)
+    plan = controller.plan(now=60 * 29_000_000 + 5)
+    assert plan.owner_kind == "Job" and plan.owner == "alerthistory-redis-backup-29000000"
+    assert plan.name.startswith("alerthistory-redis-backup-29000000-") and len(plan.name.rsplit("-", 1)[1]) == 5
+    assert plan.labels["batch.kubernetes.io/job-name"] == plan.owner
+    assert plan.labels["app.kubernetes.io/component"] == "backup"
+    assert plan.spec["restartPolicy"] == "Never" and plan.claims == []
+    assert controller.plan().name != controller.plan().name  # a new pod name each run
+
+
+def test_no_cronjob_is_a_clear_error() -> None:
+    from alert_history_cache.workloads import cronjob
+
+    with pytest.raises(KubeError, match=r"renders none \(backups need backup.enabled: true\)"):
+        cronjob(chart.render({"fullnameOverride": "alerthistory"}))
+
+
+def test_a_job_pod_that_would_restart_is_refused() -> None:
+    from alert_history_cache.workloads import CronJobController
+
+    obj = {"metadata": {"name": "x"}, "spec": {"jobTemplate": {"spec": {"template": {
+        "metadata": {}, "spec": {"restartPolicy": "Always", "containers": [{"name": "c"}]}}}}}}
+    with pytest.raises(KubeError, match="restartPolicy must be Never or OnFailure, not 'Always'"):
+        CronJobController(obj).plan()
