@@ -100,3 +100,67 @@ def test_the_networkpolicy_admits_the_backup_pods_only_when_enabled():
     assert [[p["port"] for p in r["ports"]] for r in backup_rules] == [[6379]]
     own = m.get("NetworkPolicy", NAME)["spec"]
     assert own["ingress"] == [] and own["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "backup"
+
+
+# --- backup.rclone: off-site copies -------------------------------------------------------------------------
+RCLONE = {"enabled": True, "remote": "offsite:alert-history/", "existingSecret": "alert-history-rclone"}
+
+
+def test_rclone_makes_the_backup_an_init_container_and_the_upload_the_container():
+    m = render(backup_values({"rclone": RCLONE, "retention": 4}))
+    pod = job_pod(m)
+    (backup,) = pod["initContainers"]
+    (upload,) = pod["containers"]
+    # The backup is unchanged, it only runs first: the upload starts once a verified file exists.
+    assert backup["name"] == "backup" and backup["command"] == ["/bin/sh", "/scripts/backup.sh"]
+    assert upload["name"] == "upload" and upload["image"] == "rclone/rclone:1.69.1"
+    assert upload["command"] == ["/bin/sh", "/scripts/upload.sh"]
+    env = {e["name"]: e["value"] for e in upload["env"]}
+    backup_env = {e["name"]: e["value"] for e in backup["env"]}
+    assert env == {"RCLONE_REMOTE": "offsite:alert-history/", "RCLONE_CONFIG": "/etc/rclone/rclone.conf",
+                   "BACKUP_DIR": "/backup", "BACKUP_PREFIX": backup_env["BACKUP_PREFIX"], "BACKUP_RETENTION": "4",
+                   "BACKUP_PRUNE": "true"}
+    mounts = {v["name"]: v for v in upload["volumeMounts"]}
+    assert mounts["backup"] == {"name": "backup", "mountPath": "/backup", "readOnly": True}
+    assert "secret" not in mounts  # the server password stays with the backup container
+    assert upload["securityContext"] == backup["securityContext"]
+    assert "upload.sh" in m.get("ConfigMap", NAME)["data"]
+    assert "upload.sh" not in render(backup_values()).get("ConfigMap", NAME)["data"]
+
+
+def test_the_rclone_config_comes_from_the_users_secret_as_a_file():
+    m = render(backup_values({"rclone": {**RCLONE, "secretKey": "offsite.conf"}}))
+    pod = job_pod(m)
+    config = next(v for v in pod["volumes"] if v["name"] == "rclone-config")["secret"]
+    assert config == {"secretName": "alert-history-rclone", "defaultMode": 0o400,
+                      "items": [{"key": "offsite.conf", "path": "rclone.conf"}]}
+    (upload,) = pod["containers"]
+    assert all("valueFrom" not in e for e in upload["env"])
+    assert {"name": "rclone-config", "mountPath": "/etc/rclone", "readOnly": True} in upload["volumeMounts"]
+
+
+def test_rclone_is_refused_without_a_secret_or_a_remote():
+    import pytest
+
+    from alert_history_cache.chart import RenderError
+
+    with pytest.raises(RenderError, match=r"backup.rclone.existingSecret: empty with backup.rclone.enabled"):
+        render(backup_values({"rclone": {**RCLONE, "existingSecret": ""}}))
+    with pytest.raises(RenderError, match=r"backup.rclone.remote: empty with backup.rclone.enabled"):
+        render(backup_values({"rclone": {**RCLONE, "remote": ""}}))
+    # On-the-fly remotes would carry their options, keys included, in the arguments.
+    with pytest.raises(RenderError, match="remote"):
+        render(backup_values({"rclone": {**RCLONE, "remote": ":s3,access_key_id=AKIA:bucket/"}}))
+    with pytest.raises(RenderError, match="egress"):
+        render(backup_values({"rclone": {**RCLONE, "egress": [{"too": []}]}}))
+
+
+def test_rclone_egress_joins_the_backup_networkpolicy():
+    np_values = {"networkPolicy": {"enabled": True}}
+    without = render(backup_values(valkey=np_values)).get("NetworkPolicy", NAME)["spec"]["egress"]
+    default = render(backup_values({"rclone": RCLONE}, valkey=np_values)).get("NetworkPolicy", NAME)["spec"]["egress"]
+    assert default == [*without, {"ports": [{"port": 443, "protocol": "TCP"}]}]
+    sftp = [{"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}], "ports": [{"port": 22, "protocol": "TCP"}]}]
+    custom = render(backup_values({"rclone": {**RCLONE, "egress": sftp}}, valkey=np_values)).get(
+        "NetworkPolicy", NAME)["spec"]["egress"]
+    assert custom == [*without, *sftp]

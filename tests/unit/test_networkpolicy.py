@@ -110,6 +110,8 @@ def _query(direction: str, peer: dict, port: int, protocol: str = "TCP", target:
     }
 
 
+RCLONE = {"enabled": True, "remote": "offsite:alert-history/", "existingSecret": "alert-history-rclone"}
+SFTP_HOST = {"ipBlock": {"cidr": "198.51.100.10/32"}}  # TEST-NET-2, inside the narrowed rule's block
 REPLICATION = {"extraEgress": [REPLICATION_EGRESS], "extraIngress": [{"podSelector": CACHE_PODS["podSelector"]}]}
 VALUE_SETS = {
     "defaults": _values(),
@@ -126,6 +128,10 @@ VALUE_SETS = {
     "backup": {**_values(), "backup": {"enabled": True}},
     "ha-backup": {**_values(), "backup": {"enabled": True},
                   "valkey": {"architecture": "replication", "replicas": 3, "networkPolicy": {"enabled": True}}},
+    # Off-site copies (backup.rclone): the default egress (HTTPS anywhere), and one narrowed to an SFTP host.
+    "backup-rclone": {**_values(), "backup": {"enabled": True, "rclone": RCLONE}},
+    "backup-rclone-sftp": {**_values(), "backup": {"enabled": True, "rclone": {**RCLONE, "egress": [
+        {"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}], "ports": [{"port": 22, "protocol": "TCP"}]}]}}},
 }
 
 # (id, value set, direction, peer, port, protocol, permitted)
@@ -214,6 +220,19 @@ CASES = [
     ("ha-backup-pods-to-sentinels", "ha-backup", "egress", CACHE_PODS, 26379, "TCP", True, "backup"),
     ("ha-backup-pods-to-haproxy", "ha-backup", "egress", HAPROXY_PODS, 6379, "TCP", False, "backup"),
     ("ha-backup-into-haproxy", "ha-backup", "ingress", BACKUP_PODS, 6379, "TCP", False, "haproxy"),
+    # backup.rclone: the default egress admits HTTPS to the remote, wherever it is, and nothing more.
+    ("rclone-backup-pods-to-outside-443", "backup-rclone", "egress", OUTSIDE_IP, 443, "TCP", True, "backup"),
+    ("rclone-backup-pods-to-outside-80", "backup-rclone", "egress", OUTSIDE_IP, 80, "TCP", False, "backup"),
+    ("rclone-backup-pods-to-outside-22", "backup-rclone", "egress", OUTSIDE_IP, 22, "TCP", False, "backup"),
+    ("rclone-backup-pods-to-data-pods-6379", "backup-rclone", "egress", CACHE_PODS, 6379, "TCP", True, "backup"),
+    ("rclone-backup-pods-to-app-pod", "backup-rclone", "egress", SAME_NS_APP, 8080, "TCP", False, "backup"),
+    ("rclone-app-into-backup-pods", "backup-rclone", "ingress", SAME_NS_APP, 443, "TCP", False, "backup"),
+    ("rclone-data-pods-to-outside-443", "backup-rclone", "egress", OUTSIDE_IP, 443, "TCP", False),
+    # backup.rclone.egress narrowed to one SFTP block: port 22 there only, the HTTPS default is gone.
+    ("sftp-backup-pods-to-sftp-host-22", "backup-rclone-sftp", "egress", SFTP_HOST, 22, "TCP", True, "backup"),
+    ("sftp-backup-pods-to-sftp-host-443", "backup-rclone-sftp", "egress", SFTP_HOST, 443, "TCP", False, "backup"),
+    ("sftp-backup-pods-to-outside-22", "backup-rclone-sftp", "egress", OUTSIDE_IP, 22, "TCP", False, "backup"),
+    ("sftp-backup-pods-to-outside-443", "backup-rclone-sftp", "egress", OUTSIDE_IP, 443, "TCP", False, "backup"),
 ]
 
 

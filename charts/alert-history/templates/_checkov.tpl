@@ -17,6 +17,14 @@ or (dict "root" $ "kind" "test-pod").
 {{- if and (not $h.digest) (ne $h.pullPolicy "Always") -}}
 {{- $skips = append $skips "CKV_K8S_15=IfNotPresent by default so a registry outage cannot block a restart of HAProxy; pin a digest or set valkey.haproxy.image.pullPolicy to Always" -}}
 {{- end -}}
+{{- else if and (eq .kind "backup") .root.Values.backup.rclone.enabled -}}
+{{- $r := .root.Values.backup.rclone.image -}}
+{{- if or (not $v.image.digest) (not $r.digest) -}}
+{{- $skips = append $skips "CKV_K8S_43=a digest cannot be defaulted; pin the images with valkey.image.digest and backup.rclone.image.digest" -}}
+{{- end -}}
+{{- if or (and (not $v.image.digest) (ne $v.image.pullPolicy "Always")) (and (not $r.digest) (ne $r.pullPolicy "Always")) -}}
+{{- $skips = append $skips "CKV_K8S_15=IfNotPresent by default so a registry outage cannot block a backup; pin a digest or set valkey.image.pullPolicy and backup.rclone.image.pullPolicy to Always" -}}
+{{- end -}}
 {{- else -}}
 {{- if or (not $v.image.digest) (and $exporter (not $e.image.digest)) -}}
 {{- $skips = append $skips "CKV_K8S_43=a digest cannot be defaulted; pin the images with valkey.image.digest and valkey.exporter.image.digest" -}}

@@ -469,6 +469,13 @@ evaluation interval (the scrape interval when evaluationInterval is empty), or t
 {{- if regexMatch "^0+(\\.0+)?([KMGTPE]i?|k|m)?$" (toString .Values.backup.storage.requestedSize) -}}
 {{- $errors = append $errors (printf "backup.storage.requestedSize: %q requests no storage; the API server refuses a PersistentVolumeClaim with a zero request" (toString .Values.backup.storage.requestedSize)) -}}
 {{- end -}}
+{{- $rc := .Values.backup.rclone -}}
+{{- if and $rc.enabled (not $rc.existingSecret) -}}
+{{- $errors = append $errors (printf "backup.rclone.existingSecret: empty with backup.rclone.enabled; create a Secret whose key %q holds the rclone config file that defines the remote, and name it here" $rc.secretKey) -}}
+{{- end -}}
+{{- if and $rc.enabled (not $rc.remote) -}}
+{{- $errors = append $errors "backup.rclone.remote: empty with backup.rclone.enabled; set the destination folder as <remote name in the rclone config>:<path>/, for example offsite:alert-history/" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if $errors -}}
