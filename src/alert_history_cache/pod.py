@@ -198,35 +198,42 @@ class LocalPod:
         self.kubelet.start()
 
     def run_to_completion(self, timeout: float) -> dict:
-        """A Job's pod (restartPolicy Never): network, hosts file, volumes and init containers as create() does,
-        then every container until it exits, at most `timeout` seconds (the Job's activeDeadlineSeconds), and
-        the pod is gone again. Returns each container's exit code and the pod's volume folders."""
+        """A Job's pod (restartPolicy Never): network, hosts file and volumes as create() does, then each init
+        container in turn and every container until it exits, all within `timeout` seconds (the Job's
+        activeDeadlineSeconds), and the pod is gone again. An init container that fails fails the pod: the ones
+        after it and the containers never start (their exit code is None). Returns each container's exit code
+        (init containers first), the pod's volume folders and the containers' logs."""
         self.generation += 1
         self.created_at, self.created_monotonic = time.time(), time.monotonic()
+        deadline = time.monotonic() + timeout
+        codes: dict[str, int | None] = {}
+        logs: dict[str, str] = {}
         try:
             self.net = netns.create({**self.owner, "pod": self.name})
             self.write_hosts()
             if self.dns:
                 self.dns.serve(self.name, self.net.netns_path, self.hosts_file)
             paths = self.volumes.prepare()
-            for c in self.spec.get("initContainers", []):
-                self._run_init(self._spec_for(c, paths))
-            containers = [Container(self._spec_for(c, paths)) for c in self.spec["containers"]]
-            for c in containers:
-                c.start(note=f" (Job pod {self.name})")
-            deadline = time.monotonic() + timeout
-            try:
-                wait_until(lambda: all(c.poll() is not None for c in containers), timeout,
-                           f"Job pod {self.name} to finish", interval=0.05)
-            except TimeoutError:
-                for c in containers:  # activeDeadlineSeconds: the Job controller kills the pod
-                    c.stop(self.grace)
-            codes = {c.spec.name: c.poll() for c in containers}
-            for c in containers:
-                c.reap()
+            steps = [[c] for c in self.spec.get("initContainers", [])] + [self.spec["containers"]]
+            for step in steps:
+                containers = [Container(self._spec_for(c, paths)) for c in step]
+                if any(code != 0 for code in codes.values()):
+                    codes.update({c.spec.name: None for c in containers})
+                    continue
+                for c in containers:
+                    logs[c.spec.name] = str(c.spec.log_path)
+                    c.start(note=f" (Job pod {self.name})")
+                try:
+                    wait_until(lambda: all(c.poll() is not None for c in containers),
+                               max(0.0, deadline - time.monotonic()), f"Job pod {self.name} to finish", interval=0.05)
+                except TimeoutError:
+                    for c in containers:  # activeDeadlineSeconds: the Job controller kills the pod
+                        c.stop(self.grace)
+                codes.update({c.spec.name: c.poll() for c in containers})
+                for c in containers:
+                    c.reap()
             return {"pod": self.name, "exit_codes": codes, "deadline_exceeded": time.monotonic() >= deadline,
-                    "volumes": {k: str(v) for k, v in paths.items()},
-                    "logs": {c.spec.name: str(c.spec.log_path) for c in containers}}
+                    "volumes": {k: str(v) for k, v in paths.items()}, "logs": logs}
         finally:
             self._delete_network()
             self.volumes.teardown()

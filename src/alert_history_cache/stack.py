@@ -510,7 +510,8 @@ class LocalStack:
         its container printed (the last line of its log, a path in the pod, mapped to the PVC folder)."""
         result = self.cluster.run_job(cronjob)
         pod = cronjob_pod_spec(self.manifests, result["cronjob"])
-        mounts = {m["mountPath"]: result["volumes"][m["name"]] for c in pod["containers"]
+        mounts = {m["mountPath"]: result["volumes"][m["name"]]
+                  for c in [*pod.get("initContainers", []), *pod["containers"]]
                   for m in c.get("volumeMounts", []) if m["name"] in result["volumes"]}
         written = []
         for log in result["logs"].values():
@@ -520,6 +521,7 @@ class LocalStack:
                 if last.startswith(mount_path.rstrip("/") + "/"):
                     written.append(str(Path(host) / last[len(mount_path.rstrip("/")) + 1:]))
         result["files"] = written
+        # Every container ran (an init container's failure leaves the rest at None) and exited 0.
         result["succeeded"] = all(code == 0 for code in result["exit_codes"].values())
         return result
 
