@@ -50,6 +50,8 @@ PITFALLS = [
     "RedisSentinelQuorumUnreachable: pitfall the check message changes",
     "RedisHAProxyNoBackend: pitfall a failover within `for`",
     "RedisReplicationLag: pitfall the series ends at repl-timeout",
+    "RedisBackupTooOld: pitfall a CronJob that never succeeded",
+    "RedisBackupTooOld: pitfall no kube-state-metrics series",
 ]
 
 # Alerts with `for` 0: no pending phase to test, instead a group shows them firing at the first evaluation that

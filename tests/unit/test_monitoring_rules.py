@@ -27,6 +27,8 @@ RUNBOOKS = chart.REPO_ROOT / "docs" / "runbooks"
 REPLICATION = with_(BASE, **{"valkey.architecture": "replication", "valkey.replicas": 3})
 SENTINEL_SEL = 'job="alerthistory-redis-sentinel",namespace="cache"'
 HAPROXY_SEL = 'job="alerthistory-redis-haproxy-metrics",namespace="cache"'
+CRONJOB_SEL = 'namespace="cache",cronjob="alerthistory-redis-backup"'
+BACKUP = with_(BASE, **{"backup.enabled": True})
 
 
 
@@ -55,6 +57,11 @@ def replication(render_chart):
     return alerts(render_chart, REPLICATION)
 
 
+@pytest.fixture(scope="module")
+def backup(render_chart):
+    return alerts(render_chart, BACKUP)
+
+
 def test_the_required_alerts_and_the_extras_render_by_default(default):
     assert sorted(default) == sorted(SPEC_ALERTS + EXTRA_ALERTS)
 
@@ -64,11 +71,11 @@ def test_replication_alerts_render_only_with_replication(default, replication):
     assert not set(REPLICATION_ALERTS) & set(default)
 
 
-@pytest.mark.parametrize("render", ["default", "replication"])
+@pytest.mark.parametrize("render", ["default", "replication", "backup"])
 def test_labels_and_annotations_of_every_alert(request, render):
     base = "https://github.com/alert-history/alert-history-cache/blob/main/docs/runbooks"
     # Alerts about the whole release, not one pod: they name the namespace instead.
-    release_wide = {"RedisNoPrimary", "RedisMultiplePrimaries"}
+    release_wide = {"RedisNoPrimary", "RedisMultiplePrimaries", "RedisBackupTooOld"}
     for name, rule in request.getfixturevalue(render).items():
         assert rule["labels"]["severity"] in ("critical", "warning"), name
         assert rule["labels"]["component"] == "redis", name
@@ -81,7 +88,7 @@ def test_labels_and_annotations_of_every_alert(request, render):
         assert ann["runbook_url"] == f"{base}/{name}.md", name
 
 
-@pytest.mark.parametrize("render", ["default", "replication"])
+@pytest.mark.parametrize("render", ["default", "replication", "backup"])
 def test_every_alert_has_a_runbook_with_the_four_sections(request, render):
     for name in request.getfixturevalue(render):
         path = RUNBOOKS / f"{name}.md"
@@ -90,7 +97,7 @@ def test_every_alert_has_a_runbook_with_the_four_sections(request, render):
         assert headings[:4] == ["Meaning", "Impact", "Diagnosis", "Mitigation"], (name, headings)
 
 
-@pytest.mark.parametrize("values", [BASE, REPLICATION], ids=["standalone", "replication"])
+@pytest.mark.parametrize("values", [BASE, REPLICATION, BACKUP], ids=["standalone", "replication", "backup"])
 def test_every_selector_is_scoped_to_the_release(render_chart, values):
     obj = rule_object(render_chart, values)
     for group in obj["spec"]["groups"]:
@@ -100,7 +107,8 @@ def test_every_selector_is_scoped_to_the_release(render_chart, values):
             assert selectors, rule
             for metric, matchers in selectors:
                 # Sentinel's and HAProxy's series come from their own scrape jobs.
-                own = {"redis_sentinel": [SENTINEL_SEL], "haproxy": [HAPROXY_SEL], "up": [SEL, HAPROXY_SEL]}
+                own = {"redis_sentinel": [SENTINEL_SEL], "haproxy": [HAPROXY_SEL], "up": [SEL, HAPROXY_SEL],
+                       "kube_cronjob": [CRONJOB_SEL]}  # kube-state-metrics: any job, this CronJob
                 want = next((v for k, v in own.items() if metric.startswith(k)), [SEL])
                 assert matchers.startswith(tuple(want)), (rule.get("alert") or rule.get("record"), metric, matchers)
             # No metric without a selector: every redis_* or haproxy_* name and `up` is followed by `{`.
@@ -281,3 +289,26 @@ def test_replication_lag_for_must_fit_before_repl_timeout(render_chart):
     assert "RedisReplicationLag" in alerts(render_chart, with_(BASE, **{"monitoring.rules.redisReplicationLag.for": "5m"}))
     off = {"monitoring.rules.redisReplicationLag.enabled": False, "monitoring.rules.redisReplicationLag.for": "5m"}
     assert "RedisReplicationLag" not in alerts(render_chart, with_(REPLICATION, **off))
+
+
+def test_the_backup_alert_renders_only_with_backups_and_reads_kube_state_metrics(render_chart, default, backup):
+    assert "RedisBackupTooOld" not in default
+    assert sorted(backup) == sorted(SPEC_ALERTS + EXTRA_ALERTS + ["RedisBackupTooOld"])
+    rule = backup["RedisBackupTooOld"]
+    assert (rule["for"], rule["labels"]["severity"]) == ("15m", "warning")
+    expr = rule["expr"]
+    # Too old; never succeeded since creation (no last_successful_time series yet); no series at all.
+    assert f"kube_cronjob_status_last_successful_time{{{CRONJOB_SEL}}}) > 93600" in expr
+    assert f"kube_cronjob_created{{{CRONJOB_SEL}}}) > 93600\n  unless on (namespace, cronjob)" in expr
+    assert expr.endswith(f"absent(kube_cronjob_created{{{CRONJOB_SEL}}})")
+    hourly = alerts(render_chart, with_(BACKUP, **{"backup.alert.maxAge": "2h", "backup.schedule": "0 * * * *",
+                                                   "monitoring.rules.redisBackupTooOld.severity": "critical"}))
+    assert "> 7200" in hourly["RedisBackupTooOld"]["expr"]
+    assert hourly["RedisBackupTooOld"]["labels"]["severity"] == "critical"
+    off = alerts(render_chart, with_(BACKUP, **{"monitoring.rules.redisBackupTooOld.enabled": False}))
+    assert "RedisBackupTooOld" not in off
+
+
+def test_a_max_age_within_the_run_deadlines_is_refused(render_chart):
+    with pytest.raises(chart.RenderError, match=r"backup.alert.maxAge: 1h is not above backup.startingDeadlineSeconds"):
+        render_chart(with_(BACKUP, **{"backup.alert.maxAge": "1h"}))

@@ -15,9 +15,10 @@ PAGES = sorted(p for p in RUNBOOKS.glob("*.md") if p.name != "README.md")
 
 
 def all_alerts(render_chart) -> set[str]:
-    """Every alert the chart can render (the default render has all but the replication ones)."""
+    """Every alert the chart can render (the default render has all but the replication and backup ones)."""
     default = load_yaml(CI_DIR / "default-values.yaml")
-    replication = {**default, "valkey": {**default.get("valkey", {}), "architecture": "replication", "replicas": 3}}
+    replication = {**default, "valkey": {**default.get("valkey", {}), "architecture": "replication", "replicas": 3},
+                   "backup": {**default.get("backup", {}), "enabled": True}}
     [rule] = render_chart(replication).of_kind("PrometheusRule")
     return {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
 

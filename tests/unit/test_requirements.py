@@ -101,10 +101,12 @@ def test_the_alert_tables_are_the_rendered_alerts(render_chart):
         return re.findall(r"^\| (Redis\w+) \|", sections()[req], re.M)
 
     original, added = table("R-ALERTS-1"), table("R-ALERTS-2")
-    assert len(original) == 10 and len(added) == 10
-    # The replication render has every alert: the default one's and the replication-only ones.
+    assert len(original) == 10 and len(added) == 11
+    # The replication render with backups has every alert: the default one's, the replication-only ones and
+    # the backup alert.
     values = load_yaml(CI_DIR / "default-values.yaml")
     values["valkey"] = {**values.get("valkey", {}), "architecture": "replication", "replicas": 3}
+    values["backup"] = {**values.get("backup", {}), "enabled": True}
     [rule] = render_chart(values).of_kind("PrometheusRule")
     rendered = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert sorted(original + added) == sorted(rendered)

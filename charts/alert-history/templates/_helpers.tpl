@@ -469,6 +469,10 @@ evaluation interval (the scrape interval when evaluationInterval is empty), or t
 {{- if regexMatch "^0+(\\.0+)?([KMGTPE]i?|k|m)?$" (toString .Values.backup.storage.requestedSize) -}}
 {{- $errors = append $errors (printf "backup.storage.requestedSize: %q requests no storage; the API server refuses a PersistentVolumeClaim with a zero request" (toString .Values.backup.storage.requestedSize)) -}}
 {{- end -}}
+{{- $window := add (int .Values.backup.startingDeadlineSeconds) (int .Values.backup.activeDeadlineSeconds) -}}
+{{- if le (float64 (include "alert-history.monitoring.seconds" .Values.backup.alert.maxAge)) (float64 $window) -}}
+{{- $errors = append $errors (printf "backup.alert.maxAge: %s is not above backup.startingDeadlineSeconds + backup.activeDeadlineSeconds (%d s); a run that starts late and takes its whole deadline would fire RedisBackupTooOld. Set it to the schedule's interval plus those deadlines" .Values.backup.alert.maxAge $window) -}}
+{{- end -}}
 {{- $rc := .Values.backup.rclone -}}
 {{- if and $rc.enabled (not $rc.existingSecret) -}}
 {{- $errors = append $errors (printf "backup.rclone.existingSecret: empty with backup.rclone.enabled; create a Secret whose key %q holds the rclone config file that defines the remote, and name it here" $rc.secretKey) -}}
