@@ -111,11 +111,10 @@ valkey.tls.expiryProbe.proberUrl: empty; with valkey.tls.expiryProbe.enabled it 
 valkey.tls.expiryProbe.scrapeTimeout: {{ $probe.scrapeTimeout }} must not exceed valkey.tls.expiryProbe.interval ({{ $probe.interval }}); Prometheus refuses such a scrape config
 {{- end }}
 {{- /* A renewal that works must never fire the expiry alert: its threshold sits below cert-manager's renewal
-     point, renewBefore (or, without it, a third of the duration: cert-manager renews at 2/3 of the life). */}}
+     point, renewBefore (the chart always sets it, so cert-manager's default of 2/3 of the life never applies). */}}
 {{- $rule := (index .Values.monitoring.rules "redisTLSCertificateExpiringSoon") | default dict -}}
 {{- if and $probe.enabled $rule.enabled $t.certManager.issuerRef.name }}
-{{- $renewAt := float64 (include "alert-history.monitoring.seconds" ($t.certManager.renewBefore | default "")) -}}
-{{- if eq $renewAt 0.0 }}{{ $renewAt = divf (float64 (include "alert-history.monitoring.seconds" $t.certManager.duration)) 3.0 }}{{ end -}}
+{{- $renewAt := float64 (include "alert-history.monitoring.seconds" $t.certManager.renewBefore) -}}
 {{- if ge (mulf (float64 $rule.thresholdDays) 86400.0) $renewAt }}
 monitoring.rules.redisTLSCertificateExpiringSoon.thresholdDays: {{ $rule.thresholdDays }} days is not below the renewal point of valkey.tls.certManager ({{ divf $renewAt 86400.0 }} days before expiry): every renewal would fire the alert first; lower it or raise valkey.tls.certManager.renewBefore
 {{- end }}
