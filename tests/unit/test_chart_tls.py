@@ -322,3 +322,14 @@ def test_a_threshold_below_the_renewal_point_renders(render_chart):
     m = render_chart(with_(PROBE, **{"valkey.tls.certManager.issuerRef.name": "ca", "valkey.tls.certManager.renewBefore": "720h",
                                      "monitoring.rules.redisTLSCertificateExpiringSoon.thresholdDays": 29}))
     assert alert_rules(m)["RedisTLSCertificateExpiringSoon"]["expr"].endswith("< 29")
+
+
+def test_the_notes_say_whether_the_certificate_expiry_is_watched(render_chart):
+    def notes(values) -> str:
+        return next(text for path, text in render_chart(values).templates.items() if path.endswith("NOTES.txt"))
+
+    assert "Certificate expiry is not monitored: set valkey.tls.expiryProbe.enabled" in notes(TLS)
+    watched = notes(PROBE)
+    assert "the Probe alerthistory-redis-tls needs your blackbox exporter at " \
+           "prometheus-blackbox-exporter.monitoring.svc:9115 with module redis_tls" in watched
+    assert "Certificate expiry" not in notes(load_yaml(CI_DIR / "default-values.yaml"))
