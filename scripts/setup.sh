@@ -12,9 +12,10 @@ REPO=$PWD
 # Alertmanager [alertmanager amtool], the exporter [prometheus-redis-exporter], pod emulation
 # [ip: iproute2; unshare, setpriv, nsenter, mount: util-linux; ps, pkill: procps], Services and partitions [nft: nftables].
 APT_PACKAGES=(redis-server redis-tools prometheus prometheus-alertmanager prometheus-redis-exporter rclone
-              iproute2 util-linux procps nftables haproxy)
+              iproute2 util-linux procps nftables haproxy prometheus-blackbox-exporter)
 # Services those packages ship: we run our own instances, so none of these may run or start at boot.
-APT_SERVICES=(redis-server prometheus prometheus-alertmanager prometheus-redis-exporter prometheus-node-exporter haproxy)
+APT_SERVICES=(redis-server prometheus prometheus-alertmanager prometheus-redis-exporter prometheus-node-exporter haproxy
+              prometheus-blackbox-exporter)
 PYTHON=${PYTHON:-python3}
 CHECKOV_SPEC='checkov>=3.3,<3.4'          # own venv: pins networkx 2.6.3, which nca's 3.2.1 clashes with
 NCA_SPEC='network-config-analyzer==2.1.0' # own venv: wants networkx 3.2.1

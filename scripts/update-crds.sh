@@ -28,7 +28,7 @@ done
 DIR=schemas/crds
 # Per project: the files taken (upstream names them <group>_<plural>.yaml), its repository and their folder.
 PO_FILES=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml
-          monitoring.coreos.com_podmonitors.yaml)
+          monitoring.coreos.com_podmonitors.yaml monitoring.coreos.com_probes.yaml)
 PO_REPO=prometheus-operator/prometheus-operator PO_PATH=example/prometheus-operator-crd
 CM_FILES=(cert-manager.io_certificates.yaml)
 CM_REPO=cert-manager/cert-manager CM_PATH=deploy/crds

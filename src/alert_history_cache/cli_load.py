@@ -70,13 +70,18 @@ def _whole_seconds(ctx, param, value: float) -> int:
                    "generator kept its schedule; they always apply. goals: also the project's own goals (10,000 "
                    "req/s, p99 < 5 ms steady and during BGSAVE/AOF rewrite). auto: goals only at the goal "
                    "profile (10,000 req/s over 500 connections, the defaults).")
-@state_dir_option(None, "State dir of the drill's pod [default: a temporary one].")
+@click.option("--compare-tls", is_flag=True, default=False,
+              help="Run the drill twice, on the release with TLS off and then with valkey.tls.enabled (redis7: the "
+                   "Valkey wheels have no TLS), and report TLS / plaintext: redis-benchmark's capacity (--tls with "
+                   "the CA) and the steady p99 at --rate over --connections.")
+@state_dir_option(None, "State dir of the drill's pod (with --compare-tls: the parent of plaintext/ and tls/) "
+                        "[default: a temporary one].")
 @json_option
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the HTML report.")
 @one_line_failures
 def load(values_files, sets, engine, connections, rate, duration, profile, workers, read_ratio, ttl, keyspace,
-         cache_aside, prefill, forks, capacity, enforce_limits, bench_requests, criteria, state_dir, json_path,
-         report_path) -> None:
+         cache_aside, prefill, forks, capacity, enforce_limits, bench_requests, criteria, compare_tls, state_dir,
+         json_path, report_path) -> None:
     """Open-loop load at a fixed arrival rate over held connections; latency from each scheduled start."""
     values = chart.load_values(values_files, sets)
     opts = load_drill.LoadOptions(
@@ -97,13 +102,36 @@ def load(values_files, sets, engine, connections, rate, duration, profile, worke
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
-        result = load_drill.run(opts, progress)
+        result = (load_drill.compare_tls if compare_tls else load_drill.run)(opts, progress)
+    if result.figures.tls_cost:
+        print_tls_cost(result.figures.tls_cost)
     if report_path:
         from . import report
 
         report.write([result.to_dict()], report_path)
         click.echo(f"report written to {report_path}")
     finish_drill(result, json_path)
+
+
+def print_tls_cost(c) -> None:
+    """Both runs' figures and the ratios TLS / plaintext, as measured (no goal is set for them)."""
+    def fmt(v, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    table = Table(title=f"The cost of TLS: {c.rate:,.0f} req/s over {c.connections} connections, then "
+                        f"redis-benchmark's mix")
+    for col in ("", "plaintext", "TLS", "TLS / plaintext"):
+        table.add_column(col)
+    table.add_row("capacity (redis-benchmark mix, req/s)", fmt(c.plaintext_mix_rps, ",.0f"), fmt(c.tls_mix_rps, ",.0f"),
+                  fmt(c.capacity_ratio, ".2f"))
+    table.add_row("p99, steady hold (ms)", fmt(c.plaintext_p99_ms, ".2f"), fmt(c.tls_p99_ms, ".2f"),
+                  fmt(c.p99_ratio, ".2f"))
+    table.add_row("achieved rate (req/s)", fmt(c.plaintext_achieved_rate, ",.0f"), fmt(c.tls_achieved_rate, ",.0f"),
+                  "")
+    Console().print(table)
+    if c.tls_generator_fell_behind:
+        click.echo("note: the generator fell behind its schedule in the TLS run; its p99 includes the generator's "
+                   "own delay")
 
 
 def _progress_bar():

@@ -58,7 +58,7 @@ class LocalCluster:
     def __init__(self, manifests, state_dir: Path, *, bin_dir: Path, objects: Objects,
                  root_links: dict[str, str] | None = None, backoff: tuple[float, float] = (10.0, 300.0),
                  on_change: Callable[[], None] | None = None, on_addresses: Callable[[], None] | None = None,
-                 event_log=None, owner: dict | None = None):
+                 event_log=None, owner: dict | None = None, on_dns: Callable[[], None] | None = None):
         self.manifests = manifests
         self.state_dir = Path(state_dir).resolve()
         self.bin_dir, self.root_links = bin_dir, root_links or {}
@@ -66,6 +66,7 @@ class LocalCluster:
         self.backoff = backoff
         self.on_change = on_change or (lambda: None)
         self.on_addresses = on_addresses or (lambda: None)
+        self.on_dns = on_dns or (lambda: None)  # after the hosts files were rewritten (DNS records changed)
         self.event_log = event_log
         self.owner = owner or {"state_dir": str(self.state_dir)}
         self.controllers = controllers(manifests)
@@ -257,7 +258,7 @@ class LocalCluster:
         return out
 
     def sync(self, force: bool = False) -> None:
-        """Endpoints -> proxy rules; DNS records -> every pod's hosts file; addresses -> on_addresses."""
+        """Endpoints -> proxy rules; DNS records -> every pod's hosts file, then on_dns; addresses -> on_addresses."""
         with self._sync_lock:
             for svc in self.services:
                 svc.endpoints = tuple(sorted(p.ip for p in self.endpoints(svc)))
@@ -272,6 +273,7 @@ class LocalCluster:
                 for pod in self._pod_list():
                     pod.write_hosts()
                 self._dns = dns
+                self.on_dns()
             addresses = tuple((p.name, p.ip) for p in self._pod_list())
             if addresses != self._addresses:
                 self._addresses = addresses
@@ -288,6 +290,12 @@ class LocalCluster:
                                     selector_pods=tuple(p.name for p in self._pod_list() if s.selects(p.labels)),
                                     publish_not_ready=s.publish_not_ready)
                 for s in self.services]
+
+    def namespace_hosts_text(self, namespace: str) -> str:
+        """The cluster's names as a program outside every pod sees them from `namespace` (no own pod line)."""
+        entries = hosts.hosts_entries(self.pod_records(), self.service_records(), namespace=namespace)
+        return hosts.render(entries, own_pod=hosts.PodRecord(name="", ip=None, ready=False, hostname="",
+                                                             subdomain=None, namespace=namespace))
 
     def hosts_text(self, pod: LocalPod) -> str:
         own = hosts.PodRecord(name=pod.name, ip=pod.ip, ready=pod.ready, hostname=pod.plan.hostname,

@@ -205,5 +205,7 @@ PROMTOOL = Program("promtool", _which("promtool", "/usr/bin/promtool"),
                    "apt-get install prometheus", r"version (\d+\.\d+\.\d+)")
 HAPROXY = Program("HAProxy", _which("haproxy", "/usr/sbin/haproxy"), "apt-get install haproxy",
                   r"version (\d+\.\d+\.\d+)")
+BLACKBOX = Program("blackbox_exporter", _which("prometheus-blackbox-exporter", "/usr/bin/prometheus-blackbox-exporter"),
+                   "apt-get install prometheus-blackbox-exporter", r"version (\d+\.\d+\.\d+)")
 ALERTMANAGER = Program("Alertmanager", _which("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
                        "apt-get install prometheus-alertmanager", r"version (\d+\.\d+\.\d+)")

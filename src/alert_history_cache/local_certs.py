@@ -9,12 +9,14 @@ ca.crt). Also a client certificate from the same CA for the stack's own clients 
 
 from __future__ import annotations
 
+import calendar
 import math
 import os
 import secrets as random
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from .units import duration_seconds
@@ -119,3 +121,12 @@ def serial_of(pem: bytes) -> str:
     if proc.returncode != 0:
         raise CertError(f"not a PEM certificate: {proc.stderr.decode().strip()}")
     return proc.stdout.decode().strip().removeprefix("serial=")
+
+
+def not_after(pem: bytes) -> float:
+    """When a PEM certificate expires, as a Unix timestamp (openssl's notAfter, in UTC)."""
+    proc = subprocess.run([_openssl(), "x509", "-noout", "-enddate"], input=pem, capture_output=True)
+    if proc.returncode != 0:
+        raise CertError(f"not a PEM certificate: {proc.stderr.decode().strip()}")
+    text = proc.stdout.decode().strip().removeprefix("notAfter=")  # "Dec  3 04:00:00 2026 GMT"
+    return float(calendar.timegm(time.strptime(text, "%b %d %H:%M:%S %Y %Z")))

@@ -8,7 +8,13 @@ target per endpoint (each pod a selected Service picks) carrying the `__meta_kub
 would set (pod name and address, port, node = this machine's hostname), so every pod is a target with its
 own `pod` label and everything after discovery runs in Prometheus exactly as in a cluster. When pods come,
 go or change address, the config is rewritten and Prometheus reloaded. Each PrometheusRule's groups become a
-rule file. Both programs listen on 127.0.0.1 only."""
+rule file. Both programs listen on 127.0.0.1 only.
+
+A Probe (valkey.tls.expiryProbe) becomes the operator's probe job `probe/<ns>/<name>` for a blackbox exporter
+the local stack runs on 127.0.0.1 in place of the Probe's prober URL: its module is a `tcp` prober with TLS
+and the stack's CA (and client pair), as docs/security.md tells users to configure theirs. The exporter runs in
+a mount namespace of its own with a hosts file of the cluster's names bind-mounted over /etc/hosts, so it dials
+the Probe's targets by the pod names their certificates carry."""
 
 from __future__ import annotations
 
@@ -17,12 +23,15 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import port_for
 import yaml
 from mirakuru import HTTPExecutor
 
 from . import engines
+from .credentials import TlsFiles
+from .hosts import write_in_place
 from .kube import container_port, selector_matches
 from .promapi import Prometheus
 from .units import duration_seconds
@@ -65,8 +74,11 @@ class MonitoringOptions:
 
 
 class Monitoring:
-    def __init__(self, manifests, pods: list[PodInfo], state: Path, options: MonitoringOptions | None = None):
+    def __init__(self, manifests, pods: list[PodInfo], state: Path, options: MonitoringOptions | None = None,
+                 *, tls_files: TlsFiles | None = None, hosts_text: Callable[[], str] | None = None):
         self.manifests = manifests
+        self.tls_files = tls_files  # what the blackbox module trusts and presents
+        self.hosts_text = hosts_text  # the cluster's names, for the blackbox exporter's /etc/hosts
         self.pods = list(pods)
         self.namespace = self.pods[0].namespace if self.pods else "default"
         self.dir = state / "monitoring"
@@ -75,6 +87,8 @@ class Monitoring:
         self.notes: list[str] = []
         self.prometheus: HTTPExecutor | None = None
         self.alertmanager: HTTPExecutor | None = None
+        self.blackbox: HTTPExecutor | None = None
+        self.blackbox_port: int | None = None
         self.prometheus_port: int | None = None
         self.alertmanager_port: int | None = None
         self._logs = []
@@ -226,6 +240,51 @@ class Monitoring:
                 jobs.append(job)
         return jobs
 
+    # -- Probe (blackbox exporter) ------------------------------------------------------------------------
+    def probe_configs(self) -> list[dict]:
+        """Each Probe with static targets as the operator's scrape job; the prober is the local blackbox exporter."""
+        jobs = []
+        for probe in self.manifests.of_kind("Probe"):
+            spec, ns = probe["spec"], probe["metadata"].get("namespace", self.namespace)
+            static = spec["targets"]["staticConfig"]
+            prober = spec["prober"]
+            rules: list[dict] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
+            if spec.get("jobName"):
+                rules.append({"target_label": "job", "replacement": spec["jobName"]})
+            rules += [{"source_labels": ["__address__"], "target_label": "__param_target"},
+                      {"source_labels": ["__param_target"], "target_label": "instance"},
+                      {"target_label": "__address__", "replacement": f"127.0.0.1:{self.blackbox_port}"}]
+            rules += relabel(static.get("relabelingConfigs"))
+            job = {"job_name": f"probe/{ns}/{probe['metadata']['name']}", "honor_timestamps": True,
+                   "metrics_path": prober.get("path", "/probe"), "scheme": prober.get("scheme", "http"),
+                   "scrape_interval": spec.get("interval", self.options.scrape_interval),
+                   "static_configs": [{"targets": static.get("static", []),
+                                       "labels": {"namespace": ns, **(static.get("labels") or {})}}],
+                   "relabel_configs": rules}
+            if spec.get("scrapeTimeout"):
+                job["scrape_timeout"] = spec["scrapeTimeout"]
+            if spec.get("module"):
+                job["params"] = {"module": [spec["module"]]}
+            jobs.append(job)
+        return jobs
+
+    def blackbox_config(self) -> dict:
+        """The module each Probe names: a TCP connect with a verified TLS handshake, as docs/security.md says."""
+        modules = {}
+        for probe in self.manifests.of_kind("Probe"):
+            tls_config: dict = {"ca_file": str(self.tls_files.ca)} if self.tls_files else {}
+            if self.tls_files and self.tls_files.cert:
+                tls_config.update(cert_file=str(self.tls_files.cert), key_file=str(self.tls_files.key))
+            modules[probe["spec"].get("module", "tcp_tls")] = {
+                "prober": "tcp", "tcp": {"preferred_ip_protocol": "ip4", "tls": True, "tls_config": tls_config}}
+        return {"modules": modules}
+
+    def write_hosts(self) -> None:
+        """The blackbox exporter's /etc/hosts, rewritten in place (it is bind-mounted) when DNS records change."""
+        if self.hosts_text:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_in_place(self.dir / "hosts", self.hosts_text())
+
     def rule_files(self) -> list[Path]:
         rules_dir = self.dir / "rules"
         rules_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +308,7 @@ class Monitoring:
             "rule_files": [str(p) for p in self.rule_files()],
             "alerting": {"alertmanagers": [{"api_version": "v2",
                                             "static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}]}]},
-            "scrape_configs": self.scrape_configs(),
+            "scrape_configs": self.scrape_configs() + self.probe_configs(),
         }
 
     def alertmanager_config(self) -> dict:
@@ -278,6 +337,8 @@ class Monitoring:
         am_bin, prom_bin = engines.ALERTMANAGER.binary, engines.PROMETHEUS.binary
         self.alertmanager_port = port_for.select_random()
         self.prometheus_port = port_for.select_random(exclude_ports=[self.alertmanager_port])
+        if self.manifests.of_kind("Probe"):
+            self.blackbox_port = port_for.select_random(exclude_ports=[self.alertmanager_port, self.prometheus_port])
         (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(self.alertmanager_config(), sort_keys=False))
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(self.prometheus_config(), sort_keys=False))
         self.alertmanager = HTTPExecutor(
@@ -287,6 +348,8 @@ class Monitoring:
             url=f"{self.alertmanager_url}/-/ready", method="GET", timeout=60,
             stdout=self._log("alertmanager"), stderr=subprocess.STDOUT)
         self.alertmanager.start()
+        if self.manifests.of_kind("Probe"):
+            self._start_blackbox()
         args = [str(prom_bin), f"--config.file={self.dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
                 f"--web.listen-address=127.0.0.1:{self.prometheus_port}", "--web.enable-lifecycle"]
@@ -296,6 +359,21 @@ class Monitoring:
         self.prometheus = HTTPExecutor(args, url=f"{self.prometheus_url}/-/ready", method="GET", timeout=60,
                                        stdout=self._log("prometheus"), stderr=subprocess.STDOUT)
         self.prometheus.start()
+
+    def _start_blackbox(self) -> None:
+        (self.dir / "blackbox.yml").write_text(yaml.safe_dump(self.blackbox_config(), sort_keys=False))
+        self.write_hosts()
+        hosts_file = self.dir / "hosts"
+        if not hosts_file.exists():
+            hosts_file.write_text("127.0.0.1\tlocalhost\n")
+        # Its own mount namespace, where the cluster's hosts file is /etc/hosts; the host's stays untouched.
+        argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                'mount --bind -o ro "$0" /etc/hosts && exec "$@"', str(hosts_file),
+                str(engines.BLACKBOX.binary), f"--config.file={self.dir / 'blackbox.yml'}",
+                f"--web.listen-address=127.0.0.1:{self.blackbox_port}"]
+        self.blackbox = HTTPExecutor(argv, url=f"http://127.0.0.1:{self.blackbox_port}/-/healthy", method="GET",
+                                     timeout=60, stdout=self._log("blackbox-exporter"), stderr=subprocess.STDOUT)
+        self.blackbox.start()
 
     def set_pods(self, pods: list[PodInfo]) -> None:
         """The pods behind the Services changed (a pod deleted, recreated with a new address): a deleted pod
@@ -315,11 +393,12 @@ class Monitoring:
 
     def pids(self) -> dict[str, int]:
         return {name: ex.process.pid for name, ex in (("prometheus", self.prometheus),
-                                                        ("alertmanager", self.alertmanager))
+                                                        ("alertmanager", self.alertmanager),
+                                                        ("blackbox-exporter", self.blackbox))
                 if ex is not None and ex.process is not None}
 
     def stop(self) -> None:
-        for ex in (self.prometheus, self.alertmanager):  # SIGTERM, SIGKILL after the 60 s timeout
+        for ex in (self.prometheus, self.alertmanager, self.blackbox):  # SIGTERM, SIGKILL after the 60 s timeout
             if ex is not None and ex.running():
                 try:
                     ex.stop()

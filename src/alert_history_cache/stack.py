@@ -57,6 +57,7 @@ class StackError(RuntimeError):
 
 REPLICATION_REPLICAS = 3
 LOCAL_ISSUER = "local-stack-ca"
+LOCAL_PROBER = "blackbox-exporter.local-stack:9115"  # replaced by the local blackbox exporter's address
 
 
 def base_values(engine: str, user_values: dict | None = None) -> dict:
@@ -71,6 +72,10 @@ def base_values(engine: str, user_values: dict | None = None) -> dict:
     if tls.get("enabled") and not tls.get("existingSecret") and not ((tls.get("certManager") or {}).get(
             "issuerRef") or {}).get("name"):
         valkey["tls"] = {"certManager": {"issuerRef": {"name": LOCAL_ISSUER}}}
+    # TLS: the local stack also plays the blackbox exporter that the chart's expiry Probe needs (a program the
+    # user runs in a cluster), unless the user says otherwise.
+    if tls.get("enabled") and "expiryProbe" not in tls:
+        valkey.setdefault("tls", {})["expiryProbe"] = {"enabled": True, "proberUrl": LOCAL_PROBER}
     if user.get("architecture") == "replication" and "replicas" not in user:
         valkey["replicas"] = REPLICATION_REPLICAS
     return {"fullnameOverride": "alerthistory", "valkey": valkey}
@@ -267,6 +272,8 @@ class LocalStack:
             engines.HAPROXY.binary  # noqa: B018
         if self.monitoring_enabled:
             engines.PROMETHEUS.binary, engines.ALERTMANAGER.binary  # noqa: B018
+            if self.manifests.of_kind("Probe"):
+                engines.BLACKBOX.binary  # noqa: B018
 
     def _start_cluster(self) -> None:
         bin_dir = make_bin_dir(self.state_dir, self.engine)
@@ -284,6 +291,7 @@ class LocalStack:
         self.cluster = LocalCluster(self.manifests, self.state_dir, bin_dir=bin_dir, root_links=IMAGE_ROOT_LINKS,
                                     objects=Objects(self.manifests, external), backoff=self.backoff,
                                     on_change=self._write_state, on_addresses=self._addresses_changed,
+                                    on_dns=self._dns_changed,
                                     event_log=self._event_log,
                                     owner={"state_dir": str(self.state_dir), "pid": os.getpid()})
         self.credentials = Credentials(self.full_values, self.secret_dir, self.tls_files)
@@ -362,8 +370,14 @@ class LocalStack:
             self.monitoring.set_pods(self._pod_infos())
 
     def _start_monitoring(self) -> None:
-        self.monitoring = Monitoring(self.manifests, self._pod_infos(), self.state_dir, self.monitoring_options)
+        self.monitoring = Monitoring(self.manifests, self._pod_infos(), self.state_dir, self.monitoring_options,
+                                     tls_files=self.tls_files,
+                                     hosts_text=lambda: self.cluster.namespace_hosts_text(self.namespace))
         self.monitoring.start()
+
+    def _dns_changed(self) -> None:
+        if self.monitoring:
+            self.monitoring.write_hosts()
 
     def _await_first_scrape(self) -> None:
         """Until Prometheus has scraped the exporter (new targets reach the scrapers every 5 s, then the first

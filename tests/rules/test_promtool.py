@@ -2,8 +2,8 @@
 
 The rule files are generated from fresh renders on every run and written next to copies of the test files
 under the fixed names the tests load, so the tests cannot drift from the chart: RULE_FILE from values.yaml
-(standalone, the default) and REPLICATION_RULE_FILE from values-replication.yaml (the replication alerts
-render only there).
+(standalone, the default), REPLICATION_RULE_FILE from values-replication.yaml (the replication alerts
+render only there) and TLS_RULE_FILE from values-tls.yaml (the certificate alerts need TLS and its Probe).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from alert_history_cache import chart
 RULES_DIR = Path(__file__).resolve().parent
 RULE_FILE = "alert-history-rules.yaml"
 REPLICATION_RULE_FILE = "alert-history-rules-replication.yaml"
-VALUES_OF = {RULE_FILE: "values.yaml", REPLICATION_RULE_FILE: "values-replication.yaml"}
+TLS_RULE_FILE = "alert-history-rules-tls.yaml"
+VALUES_OF = {RULE_FILE: "values.yaml", REPLICATION_RULE_FILE: "values-replication.yaml",
+             TLS_RULE_FILE: "values-tls.yaml"}
 RELEASE = "alerthistory"
 NAMESPACE = "cache"
 TEST_FILES = sorted(RULES_DIR.glob("*.test.yaml"))
@@ -52,6 +54,8 @@ PITFALLS = [
     "RedisReplicationLag: pitfall the series ends at repl-timeout",
     "RedisBackupTooOld: pitfall a CronJob that never succeeded",
     "RedisBackupTooOld: pitfall no kube-state-metrics series",
+    "RedisTLSProbeFailing: pitfall a failed handshake has no expiry series",
+    "RedisTLSProbeFailing: pitfall the blackbox exporter is gone",
 ]
 
 # Alerts with `for` 0: no pending phase to test, instead a group shows them firing at the first evaluation that
@@ -82,8 +86,8 @@ def rule_files() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def rules(rule_files) -> dict:
-    """Every rule of both renders (the replication render is a superset of the standalone one)."""
-    return rule_files[REPLICATION_RULE_FILE]
+    """Every rule of the renders (the replication and TLS renders are supersets of the standalone one)."""
+    return {"groups": rule_files[REPLICATION_RULE_FILE]["groups"] + rule_files[TLS_RULE_FILE]["groups"]}
 
 
 @pytest.fixture(params=list(VALUES_OF))
@@ -128,6 +132,12 @@ def test_replication_render_adds_alerts_and_keeps_the_standalone_ones(rule_files
         "RedisNoPrimary", "RedisMultiplePrimaries", "RedisReplicaLinkDown", "RedisSentinelQuorumUnreachable",
         "RedisHAProxyNoBackend",
     }
+
+
+def test_tls_render_adds_the_certificate_alerts_and_keeps_the_standalone_ones(rule_files):
+    standalone, tls = (set(alerts(rule_files[n])) for n in (RULE_FILE, TLS_RULE_FILE))
+    assert tls - standalone == {"RedisTLSCertificateExpiringSoon", "RedisTLSProbeFailing"}
+    assert standalone < tls
 
 
 @needs_promtool
@@ -178,9 +188,9 @@ def _cases(alert: str) -> list[dict]:
 
 
 def test_every_alert_has_firing_pending_and_not_firing_cases(rule_file):
-    """Per render: the standalone alerts, then the ones only the replication render adds."""
+    """Per render: the standalone alerts, then the ones only the replication or the TLS render adds."""
     rules = alerts(rendered_rules(rule_file))
-    if rule_file == REPLICATION_RULE_FILE:
+    if rule_file != RULE_FILE:
         rules = {k: v for k, v in rules.items() if k not in alerts(rendered_rules(RULE_FILE))}
     for name, rule in rules.items():
         cases = _cases(name)

@@ -244,3 +244,92 @@ def test_haproxy_checks_stay_plaintext_without_tls(render_chart):
     lines = haproxy_servers(render_chart(values))
     assert not [line for line in lines if "ssl" in line]
     assert {line for line in lines if line.startswith("tcp-check")} == {"tcp-check connect"}
+
+
+# -- the certificate-expiry Probe and its alerts (valkey.tls.expiryProbe) ---------------------------------------
+PROBE = with_(TLS, **{"valkey.tls.expiryProbe.enabled": True,
+                      "valkey.tls.expiryProbe.proberUrl": "prometheus-blackbox-exporter.monitoring.svc:9115"})
+TLS_ALERTS = {"RedisTLSCertificateExpiringSoon", "RedisTLSProbeFailing"}
+
+
+def alert_rules(manifests) -> dict[str, dict]:
+    [rule] = manifests.of_kind("PrometheusRule")
+    return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_no_probe_and_no_certificate_alerts_unless_asked(render_chart):
+    for values in (load_yaml(CI_DIR / "default-values.yaml"), TLS):
+        m = render_chart(values)
+        assert m.of_kind("Probe") == []
+        assert not TLS_ALERTS & set(alert_rules(m))
+
+
+def test_the_probe_dials_each_data_pod_by_the_name_its_certificate_carries(render_chart):
+    m = render_chart(with_(PROBE, **{"valkey.architecture": "replication", "valkey.replicas": 3}))
+    [probe] = m.of_kind("Probe")
+    spec = probe["spec"]
+    assert spec["prober"] == {"url": "prometheus-blackbox-exporter.monitoring.svc:9115", "scheme": "http",
+                              "path": "/probe"}
+    assert spec["module"] == "redis_tls" and spec["jobName"] == "alerthistory-redis-tls"
+    targets = spec["targets"]["staticConfig"]["static"]
+    assert targets == [f"alerthistory-redis-{i}.alerthistory-redis-headless.default.svc.cluster.local:6379"
+                       for i in range(3)]
+    # Every target is a name the Certificate lists (with cert-manager), so the handshake checks it.
+    certificate = render_chart(with_(PROBE, **{"valkey.architecture": "replication", "valkey.replicas": 3,
+                                               "valkey.tls.existingSecret": "",
+                                               "valkey.tls.certManager.issuerRef.name": "ca"})).of_kind("Certificate")
+    assert {t.rsplit(":", 1)[0] for t in targets} <= set(certificate[0]["spec"]["dnsNames"])
+    rules = alert_rules(m)
+    assert TLS_ALERTS <= set(rules)
+    assert rules["RedisTLSCertificateExpiringSoon"]["expr"] == (
+        '(probe_ssl_earliest_cert_expiry{job="alerthistory-redis-tls",namespace="default"} - time()) / 86400 < 14')
+    # No result for a pod is a failure too: one absent() per data pod, naming it.
+    failing = rules["RedisTLSProbeFailing"]["expr"]
+    assert [f'absent(probe_success{{job="alerthistory-redis-tls",namespace="default",pod="alerthistory-redis-{i}"}})'
+            in failing for i in range(3)] == [True] * 3
+
+
+def test_the_threshold_follows_values(render_chart):
+    rules = alert_rules(render_chart(with_(PROBE, **{"monitoring.rules.redisTLSCertificateExpiringSoon.thresholdDays": 7,
+                                                     "monitoring.rules.redisTLSProbeFailing.enabled": False})))
+    assert rules["RedisTLSCertificateExpiringSoon"]["expr"].endswith("< 7")
+    assert "RedisTLSProbeFailing" not in rules
+
+
+@pytest.mark.parametrize("values, message", [
+    (with_(TLS, **{"valkey.tls.expiryProbe.enabled": True}), "valkey.tls.expiryProbe.proberUrl: empty"),
+    (with_(PROBE, **{"valkey.tls.enabled": False}), "valkey.tls.expiryProbe.enabled: true but valkey.tls.enabled is false"),
+    (with_(PROBE, **{"valkey.tls.expiryProbe.scrapeTimeout": "2m"}),
+     "valkey.tls.expiryProbe.scrapeTimeout: 2m must not exceed valkey.tls.expiryProbe.interval"),
+    # cert-manager renews renewBefore (15 days) before expiry: a 15-day threshold would fire at every renewal.
+    (with_(PROBE, **{"valkey.tls.certManager.issuerRef.name": "ca",
+                     "monitoring.rules.redisTLSCertificateExpiringSoon.thresholdDays": 15}),
+     "monitoring.rules.redisTLSCertificateExpiringSoon.thresholdDays: 15 days is not below the renewal point"),
+    # A longer renewBefore moves the renewal point: 30 days.
+    (with_(PROBE, **{"valkey.tls.certManager.issuerRef.name": "ca", "valkey.tls.certManager.renewBefore": "720h",
+                     "monitoring.rules.redisTLSCertificateExpiringSoon.thresholdDays": 30}),
+     "(30 days before expiry)"),
+])
+def test_expiry_probe_refusals_name_the_key(values, message):
+    from alert_history_cache import chart
+
+    with pytest.raises(chart.RenderError) as exc:
+        chart.render(values)
+    assert message in str(exc.value)
+
+
+def test_a_threshold_below_the_renewal_point_renders(render_chart):
+    m = render_chart(with_(PROBE, **{"valkey.tls.certManager.issuerRef.name": "ca", "valkey.tls.certManager.renewBefore": "720h",
+                                     "monitoring.rules.redisTLSCertificateExpiringSoon.thresholdDays": 29}))
+    assert alert_rules(m)["RedisTLSCertificateExpiringSoon"]["expr"].endswith("< 29")
+
+
+def test_the_notes_say_whether_the_certificate_expiry_is_watched(render_chart):
+    def notes(values) -> str:
+        return next(text for path, text in render_chart(values).templates.items() if path.endswith("NOTES.txt"))
+
+    assert "Certificate expiry is not monitored: set valkey.tls.expiryProbe.enabled" in notes(TLS)
+    watched = notes(PROBE)
+    assert "the Probe alerthistory-redis-tls needs your blackbox exporter at " \
+           "prometheus-blackbox-exporter.monitoring.svc:9115 with module redis_tls" in watched
+    assert "Certificate expiry" not in notes(load_yaml(CI_DIR / "default-values.yaml"))

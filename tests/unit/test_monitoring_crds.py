@@ -80,7 +80,8 @@ def test_the_vendored_crds_are_the_ones_the_readme_names():
     files carry their version in an annotation, which must match the README."""
     readme = (CRD_DIR / "README.md").read_text()
     assert {"monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_prometheusrules.yaml",
-            "monitoring.coreos.com_podmonitors.yaml", "cert-manager.io_certificates.yaml"} <= set(crds())
+            "monitoring.coreos.com_podmonitors.yaml", "monitoring.coreos.com_probes.yaml",
+            "cert-manager.io_certificates.yaml"} <= set(crds())
     for name, crd in crds().items():
         assert crd["kind"] == "CustomResourceDefinition", name
         assert name == f"{crd['spec']['group']}_{crd['spec']['names']['plural']}.yaml"
@@ -139,6 +140,17 @@ def test_the_tls_set_renders_one_certificate_and_a_misspelt_field_fails(render_c
     cert["spec"]["issuerRef"]["kinds"] = "Issuer"
     found = errors(cert)
     assert any("dnsName" in e for e in found) and any("kinds" in e for e in found), found
+
+
+def test_the_tls_set_renders_one_probe_and_a_misspelt_field_fails(render_chart):
+    """valkey.tls.expiryProbe's Probe is validated against the vendored Probe CRD: a typo in it is caught."""
+    [probe] = render_chart(load_yaml(CI_DIR / "tls-values.yaml")).of_kind("Probe")
+    assert errors(probe) == []
+    probe = copy.deepcopy(probe)
+    probe["spec"]["targets"]["staticConfig"]["targets"] = ["x:1"]
+    probe["spec"]["prober"]["host"] = "x"
+    found = errors(probe)
+    assert any("targets" in e for e in found) and any("host" in e for e in found), found
 
 
 def test_a_malformed_duration_is_rejected(render_chart):

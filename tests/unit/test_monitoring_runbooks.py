@@ -15,12 +15,16 @@ PAGES = sorted(p for p in RUNBOOKS.glob("*.md") if p.name != "README.md")
 
 
 def all_alerts(render_chart) -> set[str]:
-    """Every alert the chart can render (the default render has all but the replication and backup ones)."""
+    """Every alert the chart can render (the default render has all but the replication, backup and TLS ones)."""
     default = load_yaml(CI_DIR / "default-values.yaml")
     replication = {**default, "valkey": {**default.get("valkey", {}), "architecture": "replication", "replicas": 3},
                    "backup": {**default.get("backup", {}), "enabled": True}}
-    [rule] = render_chart(replication).of_kind("PrometheusRule")
-    return {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    tls = load_yaml(CI_DIR / "tls-values.yaml")  # the certificate alerts: TLS with its expiry Probe
+    names = set()
+    for values in (replication, tls):
+        [rule] = render_chart(values).of_kind("PrometheusRule")
+        names |= {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    return names
 
 
 def test_one_page_per_alert_and_no_orphans(render_chart):

@@ -84,9 +84,12 @@ class BenchRun:
 
 def benchmark(host: str, port: int, *, connections: int, value_size: int, keyspace: int, requests: int,
               tests: str = "set,get", user: str | None = None, threads: int | None = None,
-              timeout: float = 600) -> BenchRun:
+              timeout: float = 600, tls=None) -> BenchRun:
+    """tls: credentials.TlsFiles for a TLS-only server (`--tls --cacert`, and the client pair if any)."""
     argv = [redis_benchmark(), "-h", host, "-p", str(port), "-c", str(connections), "-n", str(requests),
             "-d", str(value_size), "-r", str(keyspace), "-t", tests, "--csv"]
+    if tls is not None:
+        argv += tls.cli_args()
     if user:
         argv += ["--user", user, "-a", "x"]  # a nopass user: the password is ignored, so none is revealed
     if threads:
@@ -180,14 +183,14 @@ def mix_rps(figures: dict[str, Bench], read_ratio: float) -> float:
 
 def anchor(admin: redis.Redis, host: str, port: int, *, stock_binary: str | Path | None, netns: str | None,
            connections: int, value_size: int, keyspace: int, requests: int, read_ratio: float,
-           threads: int | None = None) -> Capacity:
+           threads: int | None = None, tls=None) -> Capacity:
     """Benchmark the pod (production config) and, when stock_binary is given, the stock server. Both start
     empty: the pod is flushed before (its data is the load drill's, already measured) and after."""
     admin.flushall()
     with BenchUser(admin) as user:
         t = time.time()
         prod = run_benchmark(host, port, connections=connections, value_size=value_size, keyspace=keyspace,
-                             requests=requests, user=user, threads=threads)
+                             requests=requests, user=user, threads=threads, tls=tls)
         window = [t, time.time()]
     admin.flushall()
     out = Capacity(redis_benchmark=benchmark_version(), connections=connections, value_size=value_size,

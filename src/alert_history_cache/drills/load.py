@@ -4,11 +4,16 @@ One run: boot the pod from the rendered chart, warm the cache, play a constant a
 connections (loadgen.py) while a sampler polls the server as admin and forces a BGSAVE and an AOF rewrite in
 the hold, capture every dashboard panel from Prometheus over the window, then anchor the figures with
 redis-benchmark against the pod and against the same binary's stock defaults (capacity.py).
+
+`compare_tls` runs that drill twice in one go, on the same engine: the release as given with TLS off, then with
+`valkey.tls.enabled` (the local stack's CA; load, sampler and redis-benchmark all speak TLS), and reports the cost
+of TLS as ratios TLS / plaintext (load_results.TlsCost).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 import threading
@@ -24,8 +29,8 @@ from ..promapi import Prometheus
 from ..units import duration_seconds
 from ..waiting import wait_until
 from . import capacity, forks, limits, loadgen, panels
-from .load_results import Cpu, ForkWindow, Generator, Latency, LoadFigures, RunFigures, Window
-from .results import DrillResult
+from .load_results import Cpu, ForkWindow, Generator, Latency, LoadFigures, RunFigures, TlsCost, Window
+from .results import Criterion, DrillResult
 
 # The requirements (docs/requirements.md): they always apply.
 REQUIRED_P95_MS = 50.0
@@ -452,6 +457,7 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         # The load goes to the client Service: the server itself in standalone, HAProxy in replication.
         options["architecture"] = stack.full_values["valkey"]["architecture"]
         options["target"] = f"Service {stack.client_service} {stack.service_host}:{stack.port}"
+        options["tls"] = stack.tls_enabled
         admin = stack.client("admin")
         app = stack.client("default", decode_responses=False)
         count = opts.keyspace if opts.prefill is None else opts.prefill
@@ -462,7 +468,8 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         baseline = {k: v for k, v in admin.info("all").items() if k in INFO_FIELDS}
 
         sampler = Sampler(lambda: stack.client("admin"), lambda: stack.server_pid)
-        target = loadgen.Target(stack.service_host, stack.port, password=stack.user_password("default"))
+        target = loadgen.Target(stack.service_host, stack.port, password=stack.user_password("default"),
+                                tls=stack.tls_files)
         hold_start = stages[0].duration
         hold = stages[1].duration if len(stages) > 1 else 0.0
 
@@ -508,7 +515,8 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
                                   stock_binary=stack.engine.server if opts.stock else None,
                                   netns=net.netns if net else None, connections=opts.connections,
                                   value_size=opts.value_size, keyspace=opts.keyspace,
-                                  requests=opts.bench_requests, read_ratio=opts.read_ratio)
+                                  requests=opts.bench_requests, read_ratio=opts.read_ratio,
+                                  tls=stack.tls_files)
             if cgroup:
                 cap.production_limits = cgroup.stats()
             figures.capacity = cap
@@ -516,6 +524,49 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         admin.close()
     judge(result, opts)
     return result
+
+
+def _with_tls(opts: LoadOptions, enabled: bool, sub: str) -> LoadOptions:
+    from ..chart import deep_merge
+
+    return dataclasses.replace(
+        opts, values=deep_merge(opts.values, {"valkey": {"tls": {"enabled": enabled}}}),
+        state_dir=os.path.join(opts.state_dir, sub) if opts.state_dir else None,
+        stock=opts.stock and not enabled)  # the stock server has no TLS: its anchor is the plaintext run's
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def tls_cost(plain: LoadFigures, tls: LoadFigures) -> TlsCost:
+    """TLS / plaintext from the two runs' figures (pure: unit-tested without servers)."""
+    p_mix = plain.capacity.production_mix_rps if plain.capacity else None
+    t_mix = tls.capacity.production_mix_rps if tls.capacity else None
+    p99p, p99t = plain.latency_steady.p99_ms, tls.latency_steady.p99_ms
+    return TlsCost(rate=plain.options.get("rate", 0.0), connections=plain.options.get("connections", 0),
+                   plaintext_mix_rps=p_mix, tls_mix_rps=t_mix, capacity_ratio=_ratio(t_mix, p_mix),
+                   plaintext_p99_ms=p99p, tls_p99_ms=p99t, p99_ratio=_ratio(p99t, p99p),
+                   plaintext_achieved_rate=plain.achieved_rate, tls_achieved_rate=tls.achieved_rate,
+                   tls_generator_fell_behind=tls.generator.fell_behind, tls_run=tls.to_dict())
+
+
+def compare_tls(opts: LoadOptions, progress: Callable[[str, float, float], None] | None = None) -> DrillResult:
+    """The plaintext release, then the TLS release, under the same load; the plaintext run's result carries the
+    TLS run's figures and the ratios (figures.tls_cost), and every criterion of both runs (the TLS run's prefixed
+    "TLS: "). No goal is set for the ratios: they are printed as measured."""
+    from .. import engines
+
+    if not engines.get(opts.engine).tls:
+        raise ValueError(f"--compare-tls: the {opts.engine} engine's server is built without TLS (no OpenSSL in "
+                         f"its wheel); TLS runs on the redis7 engine: --engine redis7")
+    progress = progress or (lambda *a: None)
+    plain = run(_with_tls(opts, False, "plaintext"), lambda phase, d, n: progress(f"plaintext {phase}", d, n))
+    tls = run(_with_tls(opts, True, "tls"), lambda phase, d, n: progress(f"TLS {phase}", d, n))
+    plain.drill = "load"
+    plain.figures.tls_cost = tls_cost(plain.figures, tls.figures)
+    plain.criteria += [Criterion(**{**dataclasses.asdict(c), "name": f"TLS: {c.name}"}) for c in tls.criteria]
+    return plain
 
 
 CRITERIA_ALIASES = {"spec": "requirements", "all": "goals"}  # the names of earlier releases

@@ -191,6 +191,24 @@ class RunFigures(Figures):
 
 
 @dataclass
+class TlsCost(Figures):
+    """`drill load --compare-tls`: the same load on a plaintext and a TLS release, one after the other in one run.
+    Ratios are TLS / plaintext: capacity (redis-benchmark's GET/SET mix) below 1 and p99 above 1 are TLS's cost."""
+    rate: float = 0.0
+    connections: int = 0
+    plaintext_mix_rps: float | None = None
+    tls_mix_rps: float | None = None
+    capacity_ratio: float | None = None
+    plaintext_p99_ms: float | None = None  # steady hold (no BGSAVE/AOF rewrite), from each scheduled start
+    tls_p99_ms: float | None = None
+    p99_ratio: float | None = None
+    plaintext_achieved_rate: float | None = None
+    tls_achieved_rate: float | None = None
+    tls_generator_fell_behind: bool = False
+    tls_run: dict[str, Any] = field(default_factory=dict)  # the TLS run's whole figures, as its own drill writes them
+
+
+@dataclass
 class LoadFigures(RunFigures):
     """A whole load drill: the run's figures plus its options, warm-up, sampler, window and capacity anchor."""
     options: dict[str, Any] = field(default_factory=dict)
@@ -203,6 +221,7 @@ class LoadFigures(RunFigures):
     limits_enforced: dict | None = field(default=None, metadata=OPTIONAL)
     capacity: Capacity | None = field(default=None, metadata=OPTIONAL)
     rate_vs_capacity: float | None = field(default=None, metadata=OPTIONAL)
+    tls_cost: TlsCost | None = field(default=None, metadata=OPTIONAL)
 
     @classmethod
     def of_run(cls, run: RunFigures, **extra) -> "LoadFigures":

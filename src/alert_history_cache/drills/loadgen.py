@@ -18,6 +18,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import random
+import ssl
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -128,6 +129,17 @@ class Target:
     port: int
     password: str | None = None
     username: str | None = None  # None: `AUTH <password>`, as the application (go-redis) logs in
+    tls: object | None = None  # credentials.TlsFiles: TLS with this CA (and client pair), as the application would
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The chain is checked, the name is not: the load dials a ClusterIP the certificate does not list."""
+        if self.tls is None:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+        ctx.check_hostname = False
+        if self.tls.cert:
+            ctx.load_cert_chain(str(self.tls.cert), str(self.tls.key))
+        return ctx
 
 
 @dataclass
@@ -318,12 +330,13 @@ class _Worker:
         else:
             auth = _cmd(b"AUTH", target.password.encode())
         gate = asyncio.Semaphore(50)
+        ssl_ctx = target.ssl_context()
 
         async def one() -> _Conn | None:
             async with gate:
                 try:
                     _, conn = await asyncio.wait_for(
-                        loop.create_connection(lambda: _Conn(self), target.host, target.port), 10)
+                        loop.create_connection(lambda: _Conn(self), target.host, target.port, ssl=ssl_ctx), 10)
                     conn.transport.write(auth)
                     await asyncio.wait_for(conn.ready, 10)
                     return conn

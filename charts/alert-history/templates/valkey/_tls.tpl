@@ -103,7 +103,26 @@ valkey.tls.plaintextPort: a plaintext port with valkey.architecture replication 
 {{- if and (ne (int $t.plaintextPort) 0) (hasKey $taken (toString $t.plaintextPort)) }}
 valkey.tls.plaintextPort: {{ $t.plaintextPort }} is also {{ get $taken (toString $t.plaintextPort) }}; the plaintext port needs a port of its own
 {{- end }}
+{{- $probe := $t.expiryProbe | default dict -}}
+{{- if and $probe.enabled (not $probe.proberUrl) }}
+valkey.tls.expiryProbe.proberUrl: empty; with valkey.tls.expiryProbe.enabled it must be the host:port of your blackbox exporter (for example prometheus-blackbox-exporter.monitoring.svc:9115)
+{{- end }}
+{{- if and $probe.enabled (gt (float64 (include "alert-history.monitoring.seconds" $probe.scrapeTimeout)) (float64 (include "alert-history.monitoring.seconds" $probe.interval))) }}
+valkey.tls.expiryProbe.scrapeTimeout: {{ $probe.scrapeTimeout }} must not exceed valkey.tls.expiryProbe.interval ({{ $probe.interval }}); Prometheus refuses such a scrape config
+{{- end }}
+{{- /* A renewal that works must never fire the expiry alert: its threshold sits below cert-manager's renewal
+     point, renewBefore (the chart always sets it, so cert-manager's default of 2/3 of the life never applies). */}}
+{{- $rule := (index .Values.monitoring.rules "redisTLSCertificateExpiringSoon") | default dict -}}
+{{- if and $probe.enabled $rule.enabled $t.certManager.issuerRef.name }}
+{{- $renewAt := float64 (include "alert-history.monitoring.seconds" $t.certManager.renewBefore) -}}
+{{- if ge (mulf (float64 $rule.thresholdDays) 86400.0) $renewAt }}
+monitoring.rules.redisTLSCertificateExpiringSoon.thresholdDays: {{ $rule.thresholdDays }} days is not below the renewal point of valkey.tls.certManager ({{ divf $renewAt 86400.0 }} days before expiry): every renewal would fire the alert first; lower it or raise valkey.tls.certManager.renewBefore
+{{- end }}
+{{- end }}
 {{- else -}}
+{{- if ($t.expiryProbe | default dict).enabled }}
+valkey.tls.expiryProbe.enabled: true but valkey.tls.enabled is false; there is no certificate to probe
+{{- end }}
 {{- if $t.certManager.issuerRef.name }}
 valkey.tls.certManager.issuerRef.name: {{ $t.certManager.issuerRef.name | quote }} is set but valkey.tls.enabled is false; no Certificate would be used
 {{- end }}
@@ -125,4 +144,15 @@ valkey.tls.plaintextPort: {{ $t.plaintextPort }} is set but valkey.tls.enabled i
   value: {{ include "alert-history.tls.keyFile" . | quote }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* True when the Probe of the served certificates and its alerts render. */}}
+{{- define "alert-history.tls.expiryProbe" -}}
+{{- if and (include "alert-history.tls.enabled" .) (include "alert-history.monitoring.enabled" .) (.Values.valkey.tls.expiryProbe | default dict).enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Probe's job label and its PromQL label matchers (the Probe's targets carry its namespace). */}}
+{{- define "alert-history.tls.probeJob" -}}{{ include "alert-history.redis.fullname" . }}-tls{{- end -}}
+{{- define "alert-history.tls.probeSelector" -}}
+{{- printf "job=%q,namespace=%q" (include "alert-history.tls.probeJob" .) .Release.Namespace -}}
 {{- end -}}
