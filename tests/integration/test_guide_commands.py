@@ -43,11 +43,12 @@ DOCS = chart.REPO_ROOT / "docs"
 GUIDES = ["operations.md", "troubleshooting.md", "disaster-recovery.md"]
 SHIM = Path(__file__).parents[1] / "helpers" / "kubectl_shim.py"
 MAPPED = {"exec", "port-forward"}  # and `get secret`
-DESTRUCTIVE = re.compile(r"\b(flushall|flushdb|debug|shutdown|failover|replicaof|config set|sentinel (set|reset)|"
+DESTRUCTIVE = re.compile(r"\b(flushall|flushdb|debug|shutdown|sentinel failover|replicaof|config set|sentinel (set|reset)|"
                          r"rm -rf?)\b", re.I)
 CLUSTER_ONLY = "needs a real cluster"
 
 NEEDS_A_CLUSTER = {
+    "operations.md § Deploy [1]": "helm install and helm test",
     "operations.md § Check health [1]": "kubectl get/logs/describe pod and helm test read the API server",
     "operations.md § Change settings [1]": "helm upgrade",
     "operations.md § Grow the volume [1]": "kubectl patch pvc: volume expansion by the StorageClass",
