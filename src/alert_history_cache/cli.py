@@ -1,4 +1,4 @@
-"""Command line: `alert-history-cache render|package|up|down|status|fault|backup|restore|drill|report`."""
+"""Command line: `alert-history-cache render|package|up|down|status|exec|fault|backup|restore|drill|report`."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ for _command in (drill, report, up, down, status):
     main.add_command(_command)
 
 from .cli_backup import backup, restore  # noqa: E402
+from .cli_exec import exec_  # noqa: E402
 from .cli_fault import fault  # noqa: E402
 
+main.add_command(exec_)
 main.add_command(fault)
 main.add_command(backup)
 main.add_command(restore)

@@ -493,8 +493,23 @@ class LocalStack:
 
     # -- control requests (`alert-history-cache fault`, served while `up` runs) ---------------------------
     def handle_control(self, request: dict) -> dict:
+        if request.get("action") == "exec":  # changes nothing: need not wait behind a fault or a restore
+            args = request.get("args") or {}
+            return self.exec_plan(args["pod"], args.get("container"), list(args["argv"]))
         with self._control_lock:  # one fault at a time
             return self._handle_control(request)
+
+    def exec_plan(self, pod: str, container: str | None, argv: list[str]) -> dict:
+        """How to run `argv` in a running container as `kubectl exec` does (its namespaces, root, user, env):
+        the same entry the probes use (Container.exec_argv). `alert-history-cache exec` runs it with its own
+        stdin/stdout/stderr; the default container is the pod's first, as kubectl's."""
+        p = self.cluster.pod(pod)
+        name = container or p.spec["containers"][0]["name"]
+        c = p.container(name)
+        if not c.running:
+            raise StackError(f"container {name} of pod {pod} is not running (restarting or stopped): "
+                             f"see `alert-history-cache status --state-dir {self.state_dir}`")
+        return {"pod": pod, "container": name, "argv": c.exec_argv(argv), "env": c.spec.env}
 
     def _handle_control(self, request: dict) -> dict:
         action, args = request.get("action"), request.get("args") or {}

@@ -19,6 +19,7 @@ from mirakuru import TCPExecutor
 
 from alert_history_cache import chart, engines
 from alert_history_cache.waiting import wait_until
+from helpers.doc_commands import console_blocks, error_reply
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +33,8 @@ def vcli_commands(alias: str = "vcli") -> list[tuple[str, str]]:
     """(page, command) of every `vcli` (or `scli`) line in a console block; the part before the first pipe."""
     out = []
     for page in sorted(RUNBOOKS.glob("Redis*.md")):
-        for block in re.findall(r"```console\n(.*?)```", page.read_text(), flags=re.S):
-            for line in block.splitlines():
+        for block in console_blocks(page):
+            for line in block.text.splitlines():
                 if line.startswith(f"{alias} "):
                     command = line.split(" | ", 1)[0].split("  #", 1)[0].strip()
                     out.append((page.stem, command))
@@ -67,7 +68,7 @@ def _accepted(cli: list[str], commands: list[tuple[str, str]], env: dict) -> lis
     for page, command in commands:
         proc = subprocess.run([*cli, *shlex.split(command)[1:]], env=env, capture_output=True, text=True, timeout=30)
         output = proc.stdout + proc.stderr
-        if proc.returncode != 0 or re.search(r"^(\(error\) )?(ERR|NOPERM|WRONGPASS|NOAUTH)", output, re.M):
+        if proc.returncode != 0 or error_reply(output):
             failures.append((page, command, proc.returncode, output[:200]))
     return failures
 
