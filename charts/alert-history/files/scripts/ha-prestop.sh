@@ -5,7 +5,7 @@
 #   2. Waits up to HA_PRESTOP_SYNC_TIMEOUT seconds (5) until every online replica has applied every write
 #      acknowledged before the pause (asking the replicas themselves), so the one Sentinel promotes has them.
 #   3. SENTINEL FAILOVER on the first Sentinel that accepts it.
-#   4. Once the Sentinels name another pod and that pod answers as primary, makes this server its replica
+#   4. Once a majority of the Sentinels name another pod and that pod answers as primary, makes this server its replica
 #      (what Sentinel would do a moment later) and closes the clients' connections: the writes held by the
 #      pause fail at once instead of waiting for SIGTERM, and the clients reconnect.
 #   5. Keeps answering for HA_PRESTOP_DRAIN_SECONDS (2): a client that HAProxy still sends here gets READONLY
@@ -37,12 +37,6 @@ reply=$(cli_as_sentinel "$my_name" "$server_port" client pause "$((pause_seconds
 [ "$reply" = OK ] || die "CLIENT PAUSE WRITE replied: $reply"
 log "writes paused for ${pause_seconds}s"
 
-# The replicas the primary streams to, by their announced names.
-online_replicas() {
-  cli_as_sentinel "$my_name" "$server_port" info replication 2> /dev/null | tr -d '\r' |
-    sed -n 's/^slave[0-9]*:ip=\([^,]*\),.*state=online.*/\1/p'
-}
-
 # Asks each replica how far it has applied the stream (its own slave_repl_offset): the primary's view of a
 # replica's offset moves only with the replica's REPLCONF ACK, once a second, which would hold the paused
 # writes for up to a second more. Sets replicas_caught_up (how many reached $target) and replicas_behind
@@ -66,9 +60,12 @@ resume_and_fail() {
   die "$*; writes resumed, the server shuts down as the primary"
 }
 
-target=$(server_info_field "$my_name" master_repl_offset)
+# One INFO after the pause: the offset every replica must reach, and the replicas streamed to (by their
+# announced names).
+info=$(cli_as_sentinel "$my_name" "$server_port" info replication 2> /dev/null | tr -d '\r')
+target=$(printf '%s\n' "$info" | sed -n 's/^master_repl_offset://p')
 target=${target:-0}
-replicas=$(online_replicas)
+replicas=$(printf '%s\n' "$info" | sed -n 's/^slave[0-9]*:ip=\([^,]*\),.*state=online.*/\1/p')
 sync_deadline=$(($(now) + sync_timeout))
 while :; do
   replicas_progress
@@ -101,9 +98,32 @@ another_server_answers() {
   return 1
 }
 
+# The pod that a majority of the Sentinels name as primary (HAProxy's routing rule), or nothing yet. Asks the
+# other pods' Sentinels first and stops at the majority: each call is a connection (a TLS handshake with
+# valkey.tls) while the writes are held.
+majority=$(($(printf '%s\n' $HA_NODES | wc -l) / 2 + 1))
+majority_primary() {
+  named=""
+  for node in $sentinels_in_order; do
+    reply=$(cli_as_sentinel "$node" "$sentinel_port" sentinel get-master-addr-by-name "$master_set" 2> /dev/null |
+      tr -d '\r') || continue
+    name=$(printf '%s\n' "$reply" | sed -n 1p)
+    case "$(printf '%s\n' "$reply" | sed -n 2p)" in '' | *[!0-9]*) continue ;; esac # nil or an error reply
+    named="$named $name"
+    if [ "$(printf '%s\n' $named | grep -cxF "$name")" -ge "$majority" ]; then
+      printf '%s\n' "$name"
+      return 0
+    fi
+  done
+}
+
 failover_sent=no
+answers_checked=$(now) # the replicas have just answered
 while [ "$(now)" -lt "$deadline" ]; do
-  another_server_answers || resume_and_fail "no other pod's server answers any more"
+  if [ "$(now)" != "$answers_checked" ]; then # once a second: it costs a call per pod
+    answers_checked=$(now)
+    another_server_answers || resume_and_fail "no other pod's server answers any more"
+  fi
   if [ "$failover_sent" = no ]; then
     for node in $sentinels_in_order; do
       reply=$(cli_as_sentinel "$node" "$sentinel_port" sentinel failover "$master_set" 2>&1) || true
@@ -118,11 +138,11 @@ while [ "$(now)" -lt "$deadline" ]; do
     done
   fi
   if [ "$failover_sent" = yes ]; then
-    ask_sentinels
-    if [ -n "$sentinels_primary" ] && [ "$sentinels_primary" != "$my_name" ] && is_primary "$sentinels_primary"; then
-      log "handed over to $sentinels_primary in $(($(now) - started))s"
-      reply=$(cli_as_sentinel "$my_name" "$server_port" replicaof "$sentinels_primary" "$server_port" 2>&1) || true
-      log "REPLICAOF $sentinels_primary: $reply"
+    new_primary=$(majority_primary)
+    if [ -n "$new_primary" ] && [ "$new_primary" != "$my_name" ] && is_primary "$new_primary"; then
+      log "handed over to $new_primary in $(($(now) - started))s"
+      reply=$(cli_as_sentinel "$my_name" "$server_port" replicaof "$new_primary" "$server_port" 2>&1) || true
+      log "REPLICAOF $new_primary: $reply"
       reply=$(cli_as_sentinel "$my_name" "$server_port" client kill type normal 2>&1) || true
       log "client connections closed: $reply; draining for ${drain_seconds}s"
       sleep "$drain_seconds"
