@@ -150,6 +150,8 @@ class LocalStack:
         self.credentials: Credentials | None = None
         self.local_ca: LocalCA | None = None  # with valkey.tls and a rendered Certificate
         self._given_tls: dict[str, bytes] = {}  # with valkey.tls.existingSecret from --secret-file
+        self._tls_keys: set[str] = set()  # keys of --secret-file that belong to that TLS Secret
+        self.tls_files: TlsFiles | None = None  # how this stack's clients speak TLS, once started
         self.phase = "new"
         self.started_at: float | None = None
         self._disrupted_at: float | None = None
@@ -248,7 +250,7 @@ class LocalStack:
         if tls["enabled"] and not self.engine.tls:
             raise StackError(f"valkey.tls.enabled: the {self.engine_name} engine's server is built without TLS "
                              f"(no OpenSSL in its wheel); TLS runs on the redis7 engine: --engine redis7")
-        tls_keys = self._tls_secret_keys()
+        self._tls_keys = tls_keys = self._tls_secret_keys()
         password_files = {k: v for k, v in self.secret_files.items() if k not in tls_keys}
         if password_files and not self.full_values["valkey"]["password"]["existingSecret"]:
             raise StackError("--secret-file is for valkey.password.existingSecret (and, with "
@@ -284,8 +286,9 @@ class LocalStack:
                 raise StackError(f"valkey.password.existingSecret is {existing!r}: give its keys with --secret-file "
                                  f"KEY=PATH (keys {self._secret_keys()})")
             external[existing] = read_secret_files({k: v for k, v in self.secret_files.items()
-                                                    if k not in self._tls_secret_keys()})
+                                                    if k not in self._tls_keys})
         external.update(self._tls_secrets())
+        self.tls_files = self._client_tls_files()
         (self.state_dir / "logs").mkdir(exist_ok=True)
         self._event_log = open(self.state_dir / "logs" / "kubelet.log", "a")
         self.cluster = LocalCluster(self.manifests, self.state_dir, bin_dir=bin_dir, root_links=IMAGE_ROOT_LINKS,
@@ -319,7 +322,7 @@ class LocalStack:
         if certificates:
             self.local_ca = LocalCA(self.state_dir / "tls")
             return self.local_ca.issue_all(certificates)
-        keys = self._tls_secret_keys()
+        keys = self._tls_keys
         missing = sorted(keys - set(self.secret_files))
         if missing:
             raise StackError(f"valkey.tls.existingSecret is {tls['existingSecret']!r}: give its keys with "
@@ -328,8 +331,7 @@ class LocalStack:
         self._given_tls = {k: Path(self.secret_files[k]).read_bytes() for k in keys}
         return {tls["existingSecret"]: self._given_tls}
 
-    @property
-    def tls_files(self) -> TlsFiles | None:
+    def _client_tls_files(self) -> TlsFiles | None:
         """How this stack's clients speak TLS: the CA, and the local client certificate when the server asks for
         one (only with the local CA: a given Secret's CA cannot sign one here)."""
         if not self.tls_enabled:
