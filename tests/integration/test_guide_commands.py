@@ -63,6 +63,10 @@ NEEDS_A_CLUSTER = {
     "troubleshooting.md § Replicas that never sync [2]": "kubectl logs",
     "disaster-recovery.md § Scheduled backups (`backup.enabled`) [1]": "kubectl create job/wait/logs (on the local "
                                                                        "stack: alert-history-cache backup)",
+    "disaster-recovery.md § Off-site copies (`backup.rclone`) [1]": "kubectl create secret, helm upgrade, kubectl "
+                                                                    "logs (proven on the local stack by "
+                                                                    "test_backup_offsite.py against rclone serve "
+                                                                    "webdav)",
     "disaster-recovery.md § Offline restore [1]": "kubectl apply of a helper pod that mounts the PVC",
     "disaster-recovery.md § Offline restore [2]": "helm upgrade, kubectl scale and rollout status",
     "disaster-recovery.md § Replication: a volume is lost [1]": "kubectl delete pvc and pod: a new claim from the "
