@@ -111,7 +111,7 @@ def test_ha_environment(ha):
     assert server["HA_WRITE_PAUSE_SECONDS"] == str(pod_spec(ha)["terminationGracePeriodSeconds"])
     assert sentinel["HA_QUORUM"] == "2"
     assert (sentinel["HA_SENTINEL_DOWN_AFTER_MS"], sentinel["HA_SENTINEL_FAILOVER_TIMEOUT_MS"],
-            sentinel["HA_SENTINEL_PARALLEL_SYNCS"]) == ("5000", "20000", "1")
+            sentinel["HA_SENTINEL_PARALLEL_SYNCS"]) == ("12000", "20000", "1")
     # No password in any environment variable of any container.
     secret_values = set(BASE["valkey"]["password"].values())
     for container in c.values():

@@ -555,6 +555,7 @@ def _c_partition(d, result, fig):
                  fig["switch_master_seconds"] is not None)
     result.check("old primary back as a replica after the heal", "replica", fig["roles_at_end"][d.old],
                  fig["roles_at_end"][d.old] == "slave")
+    _no_split(result, fig)
 
 
 def _c_sentinel_loss(d, result, fig):

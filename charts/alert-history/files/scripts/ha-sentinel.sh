@@ -21,7 +21,7 @@ set -eu
 . "$(dirname "$0")/ha-common.sh"
 
 quorum=${HA_QUORUM:-$((node_count / 2 + 1))}
-down_after=${HA_SENTINEL_DOWN_AFTER_MS:-5000}
+down_after=${HA_SENTINEL_DOWN_AFTER_MS:-12000}
 failover_timeout=${HA_SENTINEL_FAILOVER_TIMEOUT_MS:-20000}
 parallel_syncs=${HA_SENTINEL_PARALLEL_SYNCS:-1}
 bind=${HA_SENTINEL_BIND:-* -::*}
