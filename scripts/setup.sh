@@ -12,7 +12,7 @@ REPO=$PWD
 # Alertmanager [alertmanager amtool], the exporter [prometheus-redis-exporter], pod emulation
 # [ip: iproute2; unshare, setpriv, nsenter, mount: util-linux; ps, pkill: procps], Services and partitions [nft: nftables].
 APT_PACKAGES=(redis-server redis-tools prometheus prometheus-alertmanager prometheus-redis-exporter
-              iproute2 util-linux procps nftables haproxy)
+              iproute2 util-linux mount e2fsprogs procps nftables haproxy)
 # Services those packages ship: we run our own instances, so none of these may run or start at boot.
 APT_SERVICES=(redis-server prometheus prometheus-alertmanager prometheus-redis-exporter prometheus-node-exporter haproxy)
 PYTHON=${PYTHON:-python3}

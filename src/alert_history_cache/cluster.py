@@ -34,6 +34,7 @@ from .cluster_dns import ClusterDNS
 from .kube import KubeError, Objects
 from .pod import LocalPod, PodStartError
 from .service_proxy import ProxiedService, ServicePort, ServiceProxy, ensure_forwarding, restore_forwarding
+from .volumes import unmount_all
 from .waiting import wait_until
 from .workloads import DeploymentController, PodPlan, StatefulSetController, controllers, cronjob as cronjob_of
 
@@ -213,6 +214,7 @@ class LocalCluster:
             if self._forwarding is not None:
                 restore_forwarding(self._forwarding)
                 self._forwarding = None
+            unmount_all(self.state_dir)  # the PVCs' filesystems and loop devices go with the cluster
 
     # -- the control loop -----------------------------------------------------------------------------
     def _changed(self) -> None:

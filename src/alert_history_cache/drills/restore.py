@@ -14,6 +14,7 @@ import time
 from .. import chart
 from .persistence import stack_for
 from .results import DrillResult
+from ..volumes import delete_claim
 from ..waiting import wait_until
 from .writeload import WriteLoad, lost_writes
 
@@ -88,13 +89,13 @@ def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | No
 
 
 def lose_the_volume(stack, fig: dict) -> None:
-    """The primary's pod deleted, its PVC's folder removed while it is gone, the pod recreated on an empty volume
-    (as a StatefulSet does with a new claim), and Ready again."""
+    """The primary's pod deleted, its PVC deleted while it is gone (unmounted, image and folder removed), the pod
+    recreated on a new empty volume (as a StatefulSet does with a new claim), and Ready again."""
     name = stack.primary_name
     data = stack.cluster.pod(name).volumes.claim_path("data")
     t0 = time.monotonic()
     stack.cluster.delete_pod(name, recreate=False)
-    shutil.rmtree(data)
+    delete_claim(data)
     pod = stack.cluster.create_pod(name)
     stack.cluster.wait_pod_ready(pod, 120)
     fig["empty_pod_ready_seconds"] = round(time.monotonic() - t0, 3)
