@@ -121,6 +121,54 @@ def _run(argv: list[str], what: str) -> None:
                         f"/dev/loop-control; in a container, run it privileged)")
 
 
+FILLER = Path(".fill-disk") / "filler"  # in a root-owned folder: the pod's user can neither delete nor shrink it
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes the pod's user may still write on the volume (-m 0: root has no reserve either)."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def fill_disk(folder: Path, leave: int = 0) -> dict:
+    """Fill the volume at `folder` until at most `leave` bytes are free, with a file owned by root in a folder owned
+    by root (mode 0755), so the server can not remove it. fallocate reserves the blocks without writing them
+    (instant, and the sparse image grows by metadata only). Filling again tops up the same file."""
+    if str(folder.resolve()) not in mounts_under(folder):
+        raise KubeError(f"{folder} is not a mounted volume (is the stack running?)")
+    target = folder / FILLER
+    target.parent.mkdir(mode=0o755, exist_ok=True)
+    os.chown(target.parent, 0, 0)
+    os.chmod(target.parent, 0o755)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fchown(fd, 0, 0)
+        chunk = 1 << 30
+        while chunk >= 4096:  # big chunks first, smaller ones as the last free blocks go (extent metadata)
+            want = min(chunk, free_bytes(folder) - leave)
+            if want < 4096:
+                break
+            try:
+                os.posix_fallocate(fd, os.fstat(fd).st_size, want)
+            except OSError:
+                chunk //= 16  # ENOSPC: the free count included blocks the extents need
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return {"volume": str(folder), "filler": str(target), "filler_bytes": target.stat().st_size,
+            "free_bytes": free_bytes(folder), "size_bytes": os.statvfs(folder).f_blocks * os.statvfs(folder).f_frsize}
+
+
+def free_disk(folder: Path) -> dict:
+    """Remove the filler `fill_disk` left; the space is free again at once."""
+    target = folder / FILLER
+    freed = target.stat().st_size if target.exists() else 0
+    target.unlink(missing_ok=True)
+    if target.parent.is_dir():
+        target.parent.rmdir()
+    return {"volume": str(folder), "freed_bytes": freed, "free_bytes": free_bytes(folder)}
+
+
 def delete_claim(folder: Path) -> None:
     """A PVC deleted for good: unmounted, its image and folder removed (a new claim starts empty)."""
     folder = folder.resolve()
