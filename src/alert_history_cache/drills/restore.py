@@ -1,4 +1,4 @@
-"""Restore drill (`drill restore --scenario flushall|volume-lost`): under a recorded write load, the release's own
+"""Restore drill (`drill restore --scenario flushall|volume-lost`; corrupted-aof below, disk-full in diskfull.py): under a recorded write load, the release's own
 backup Job takes a backup, then the fault: `flushall` (an admin runs FLUSHALL) or `volume-lost` (the pod is
 deleted, its PVC folder removed, and it comes back empty), and `restore` brings the backup back. It reports the RTO
 (the fault to the restored primary serving writes again) and the RPO (acknowledged writes lost: those after the backup), and
@@ -19,7 +19,7 @@ from ..waiting import wait_until
 from .writeload import WriteLoad, lost_writes
 
 RECOVERY_GOAL_S = 60.0
-SCENARIOS = ("flushall", "volume-lost", "corrupted-aof")
+SCENARIOS = ("flushall", "volume-lost", "corrupted-aof", "disk-full")
 
 
 def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | None = None,
@@ -28,6 +28,10 @@ def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | No
         raise ValueError(f"--scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
     if scenario == "corrupted-aof":
         return run_corrupted_aof(engine, values, state_dir, warmup_acks)
+    if scenario == "disk-full":
+        from . import diskfull
+
+        return diskfull.run(engine, values, state_dir, warmup_acks)
     values = chart.deep_merge(values or {}, {"backup": {"enabled": True}})
     result = DrillResult(drill=f"restore-{scenario}", engine=engine)
     fig = result.figures
