@@ -343,6 +343,8 @@ class Volumes:
         if matches and self.fs_group_policy == "OnRootMismatch":
             return
         for root, dirs, files in os.walk(folder):
+            if Path(root) == folder:  # `fault fill-disk`'s folder stays root's, so the server can not free it
+                dirs[:] = [d for d in dirs if d != FILLER.parent.name]
             for d in dirs:
                 _own(Path(root, d), gid, 0o2070)
             for f in files:
