@@ -53,8 +53,8 @@ def unmount_all(path: Path) -> list[str]:
     if done:
         # The kernel frees an unmounted loop device a moment later: wait, so the caller's cleanup is complete.
         with contextlib.suppress(TimeoutError):
-            wait_until(lambda: not loop_devices_under(path), 10, f"the loop devices under {path} to be freed",
-                       interval=0.05)
+            wait_until(lambda: not loop_devices_under(path), 30, f"the loop devices under {path} to be freed",
+                       interval=0.05)  # a loaded machine, or a lazily unmounted filesystem still in use
     return done
 
 

@@ -83,7 +83,15 @@ def test_drill_corrupted_aof(needs_root, tmp_path):
     # Cut within the garbage at the latest (the checker may take a few of its bytes for the end of a command).
     assert f["incr_bytes_after_fix"] <= f["garbage_at"] + len(restore_drill.GARBAGE)
     assert 0.2 < f["writes_dropped_by_fix"] / f["acknowledged_writes"] < 0.8
-    assert (tmp_path / "state" / "pvc" / "appendonlydir.corrupt").is_dir()  # the guide's copy is kept
+    # The guide's copy is kept, on the volume (its image stays after the stack stopped).
+    from alert_history_cache import volumes
+
+    data = tmp_path / "state" / "pvc"
+    volumes.mount_claim(data, 0)
+    try:
+        assert (data / "appendonlydir.corrupt").is_dir()
+    finally:
+        volumes.unmount_all(data)
 
 
 @pytest.mark.parametrize("scenario", ["flushall", "volume-lost"])
