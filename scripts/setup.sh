@@ -11,9 +11,10 @@ REPO=$PWD
 # redis7 engine [redis-server redis-cli redis-benchmark redis-check-aof/rdb], Prometheus [prometheus promtool],
 # Alertmanager [alertmanager amtool], the exporter [prometheus-redis-exporter], pod emulation
 # [ip: iproute2; unshare, setpriv, nsenter, mount: util-linux; ps, pkill: procps], Services and partitions [nft: nftables],
-# off-site backups [rclone], the certificate probe [prometheus-blackbox-exporter], the docs test's port-forward [socat].
+# PVCs of their real size [mount, e2fsprogs], off-site backups [rclone], the certificate probe
+# [prometheus-blackbox-exporter], the docs test's port-forward [socat].
 APT_PACKAGES=(redis-server redis-tools prometheus prometheus-alertmanager prometheus-redis-exporter rclone socat
-              iproute2 util-linux procps nftables haproxy prometheus-blackbox-exporter)
+              iproute2 util-linux mount e2fsprogs procps nftables haproxy prometheus-blackbox-exporter)
 # Services those packages ship: we run our own instances, so none of these may run or start at boot.
 APT_SERVICES=(redis-server prometheus prometheus-alertmanager prometheus-redis-exporter prometheus-node-exporter haproxy
               prometheus-blackbox-exporter)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from . import engines
-from .units import UnitError, duration_seconds
+from .units import UnitError, duration_seconds, memory_bytes
 
 
 def values_options(f):
@@ -50,6 +50,25 @@ class Duration(click.ParamType):
 
 
 DURATION = Duration()
+
+
+class Bytes(click.ParamType):
+    """A size as a Kubernetes quantity (64Mi, 1G) or plain bytes; gives bytes."""
+    name = "bytes"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            size = memory_bytes(value)
+        except UnitError as exc:
+            self.fail(str(exc), param, ctx)
+        if size is None or size < 0:
+            self.fail(f"{value!r}: a size of 0 or more (64Mi, 1G, or bytes)", param, ctx)
+        return size
+
+
+BYTES = Bytes()
 
 
 def failures() -> tuple[type[BaseException], ...]:

@@ -52,10 +52,13 @@ drill.add_command(_drill_command(
 
 
 @drill.command("restore")
-@click.option("--scenario", default="flushall", show_default=True, type=click.Choice(["flushall", "volume-lost", "corrupted-aof"]),
-              help="flushall: FLUSHALL as admin; volume-lost: the pod deleted with its PVC folder, back empty "
+@click.option("--scenario", default="flushall", show_default=True,
+              type=click.Choice(["flushall", "volume-lost", "corrupted-aof", "disk-full"]),
+              help="flushall: FLUSHALL as admin; volume-lost: the pod deleted with its PVC, back empty "
                    "(each after a backup, then the backup restored); corrupted-aof: garbage in the middle of the "
-                   "AOF, the crash loop, the check-aof --fix repair and what it dropped.")
+                   "AOF, the crash loop, the check-aof --fix repair and what it dropped; disk-full: the data "
+                   "volume filled, the persistence alerts end to end, writes refused, the recovery once space "
+                   "is back (with Prometheus and Alertmanager).")
 @values_options
 @engine_option
 @state_dir_option(None, STATE_DIR_HELP)
@@ -63,7 +66,8 @@ drill.add_command(_drill_command(
 @one_line_failures
 def restore(scenario, values_files, sets, engine, state_dir, json_path) -> None:
     """Restore drill under a recorded write load: the release's backup Job, the fault, `restore`; RTO, RPO
-    (acknowledged writes lost) and every recorded write checked against the restored data."""
+    (acknowledged writes lost) and every recorded write checked against the restored data. disk-full needs no
+    backup: the server recovers by itself once space is back."""
     from . import chart
     from .drills import restore as restore_drill
 

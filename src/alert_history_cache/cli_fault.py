@@ -1,4 +1,4 @@
-"""`alert-history-cache fault kill|delete|partition|freeze|heal`: faults on demand in a stack started by `up`.
+"""`alert-history-cache fault kill|delete|partition|freeze|heal|fill-disk|free-disk`: faults on demand in a stack started by `up`.
 
 The stack's supervising `up` process owns every pod, so the command sends it a request (control.py) and
 prints its answer as JSON. Latency injection is not offered: this kernel has no `netem` qdisc."""
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import state_dir_option
+from .cli_common import BYTES, state_dir_option
 from .control import ControlError, request
 from .stack import DEFAULT_STATE_DIR, is_running
 
@@ -33,7 +33,7 @@ def _send(state_dir: Path, action: str, **args) -> None:
 
 @click.group()
 def fault() -> None:
-    """Faults on demand: kill a container, delete a pod, partition a pod, heal it."""
+    """Faults on demand: kill a container, delete a pod, partition a pod, heal it, fill its disk."""
 
 
 @fault.command()
@@ -84,3 +84,25 @@ def freeze(pod: str, state_dir: Path) -> None:
 def heal(pod: str | None, state_dir: Path) -> None:
     """Remove the partition of POD (default: of every pod)."""
     _send(state_dir, "heal", pod=pod)
+
+
+@fault.command("fill-disk")
+@click.argument("pod")
+@click.option("--claim", metavar="NAME", help="The PVC to fill (default: the pod's data volume, its first "
+              "volumeClaimTemplate).")
+@click.option("--leave", type=BYTES, default="0", show_default=True, metavar="BYTES",
+              help="Bytes to leave free (64Mi, 1G, or bytes).")
+@state_dir_option(DEFAULT_STATE_DIR, STATE_HELP)
+def fill_disk(pod: str, claim: str | None, leave: int, state_dir: Path) -> None:
+    """Fill POD's volume (its PVC is a filesystem of the requested size) with a file owned by root that the server
+    can not remove: writes to it fail with ENOSPC, as on a full volume. `fault free-disk POD` removes it."""
+    _send(state_dir, "fill-disk", pod=pod, claim=claim, leave=leave)
+
+
+@fault.command("free-disk")
+@click.argument("pod")
+@click.option("--claim", metavar="NAME", help="The PVC (default: the pod's data volume).")
+@state_dir_option(DEFAULT_STATE_DIR, STATE_HELP)
+def free_disk(pod: str, claim: str | None, state_dir: Path) -> None:
+    """Remove the file `fault fill-disk` left on POD's volume: the space is back at once."""
+    _send(state_dir, "free-disk", pod=pod, claim=claim)

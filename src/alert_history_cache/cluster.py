@@ -34,6 +34,7 @@ from .cluster_dns import ClusterDNS
 from .kube import KubeError, Objects
 from .pod import LocalPod, PodStartError
 from .service_proxy import ProxiedService, ServicePort, ServiceProxy, ensure_forwarding, restore_forwarding
+from .volumes import unmount_all
 from .waiting import wait_until
 from .workloads import DeploymentController, PodPlan, StatefulSetController, controllers, cronjob as cronjob_of
 
@@ -214,6 +215,7 @@ class LocalCluster:
             if self._forwarding is not None:
                 restore_forwarding(self._forwarding)
                 self._forwarding = None
+            unmount_all(self.state_dir)  # the PVCs' filesystems and loop devices go with the cluster
 
     # -- the control loop -----------------------------------------------------------------------------
     def _changed(self) -> None:
@@ -407,6 +409,31 @@ class LocalCluster:
             p.partition = None
         self._changed()
         return healed
+
+    def claim_folder(self, pod: str, claim: str | None = None) -> tuple[str, Path]:
+        """One of the pod's PVCs (default: its first volumeClaimTemplate, the data volume): its name and host folder."""
+        p = self.pod(pod)
+        names = [c["metadata"]["name"] for c in p.volumes.claims] + [
+            v["persistentVolumeClaim"]["claimName"] for v in p.spec.get("volumes", []) if "persistentVolumeClaim" in v]
+        if not names:
+            raise ClusterError(f"pod {pod} has no PersistentVolumeClaim")
+        claim = claim or names[0]
+        if claim not in names:
+            raise ClusterError(f"pod {pod} has no claim {claim!r}; its claims are {names}")
+        return claim, p.volumes.claim_path(claim)
+
+    def fill_disk(self, pod: str, claim: str | None = None, leave: int = 0) -> dict:
+        """The pod's volume full (at most `leave` bytes free) with a root-owned file; free_disk() removes it."""
+        from .volumes import fill_disk
+
+        claim, folder = self.claim_folder(pod, claim)
+        return {"pod": pod, "claim": claim, **fill_disk(folder, leave)}
+
+    def free_disk(self, pod: str, claim: str | None = None) -> dict:
+        from .volumes import free_disk
+
+        claim, folder = self.claim_folder(pod, claim)
+        return {"pod": pod, "claim": claim, **free_disk(folder)}
 
     # -- status ---------------------------------------------------------------------------------------
     def run_job(self, cronjob: str | None = None, timeout: float | None = None) -> dict:

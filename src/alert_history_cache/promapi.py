@@ -72,6 +72,14 @@ class Prometheus(_Server):
         """POST /-/reload (needs --web.enable-lifecycle)."""
         http("POST", f"{self.url}/-/reload", timeout=30)
 
+    def firing(self, alertname: str) -> list[dict]:
+        """The alert's firing series (ALERTS{alertstate="firing"})."""
+        return self.query(f'ALERTS{{alertname="{alertname}",alertstate="firing"}}')
+
+    def alert_series(self, alertname: str) -> list[dict]:
+        """The alert's series, pending or firing: empty once it resolved."""
+        return self.query(f'ALERTS{{alertname="{alertname}"}}')
+
     def wait_target_up(self, pod: str, timeout: float = 30) -> dict:
         """An active target of `pod` that Prometheus scraped successfully (new targets reach the scrapers
         every 5 s, so the first scrape comes a few seconds after a start)."""
@@ -93,3 +101,8 @@ class Alertmanager(_Server):
     def alerts(self) -> list[dict]:
         """Alerts Alertmanager holds (API v2)."""
         return json.loads(http("GET", f"{self.url}/api/v2/alerts"))
+
+    def active(self, alertname: str) -> list[dict]:
+        """The alert's copies Alertmanager holds active."""
+        return [a for a in self.alerts() if a["labels"].get("alertname") == alertname
+                and a["status"]["state"] == "active"]

@@ -526,6 +526,10 @@ class LocalStack:
             result = c.freeze(args["pod"])
         elif action == "heal":
             result = {"healed": c.heal(args.get("pod"))}
+        elif action == "fill-disk":
+            result = c.fill_disk(args["pod"], args.get("claim"), int(args.get("leave") or 0))
+        elif action == "free-disk":
+            result = c.free_disk(args["pod"], args.get("claim"))
         elif action == "run-job":
             result = self.run_job(args.get("cronjob"))
         elif action == "restore":

@@ -6,9 +6,12 @@
                update_secret() swaps the contents with one rename, the way a renewed Secret reaches a pod
   (a volume that selects `items` gets its own folder <name>.<volume>; `optional` skips missing keys)
   emptyDir  -> STATE/emptydirs/<volume>/       (medium Memory: a tmpfs mounted here, sizeLimit as its size)
-  PVC       -> the folder `claim_dir(<claim>)` gives (the cluster keeps one per pod and claim)
-STATE is the pod's own folder. The PVC survives every stop and start; emptyDirs are emptied when a new pod
-is created."""
+  PVC       -> the folder `claim_dir(<claim>)` gives (the cluster keeps one per pod and claim), with an ext4
+               filesystem of the claim's requested size loop-mounted on it from a sparse image `<folder>.img`
+               beside it, so a full volume fails writes with ENOSPC as a real one does
+STATE is the pod's own folder. The PVC (its image) survives every stop and start; it is mounted while the
+stack runs and unmounted (the loop device freed) when it stops; emptyDirs are emptied when a new pod is
+created."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 from .kube import KubeError, Objects, quantity
+from .waiting import wait_until
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -35,14 +39,142 @@ def mounts_under(path: Path) -> list[str]:
 
 
 def unmount_all(path: Path) -> list[str]:
-    """Unmount everything below `path` (idempotent; lazily when busy). Returns what was unmounted."""
+    """Unmount everything below `path` and free the loop devices of images below it (idempotent; lazily when
+    busy). Returns what was unmounted or detached."""
     done = []
     for target in mounts_under(path):
         proc = subprocess.run(["umount", target], capture_output=True)
         if proc.returncode != 0:
             subprocess.run(["umount", "-l", target], capture_output=True)
         done.append(target)
+    for device in loop_devices_under(path):
+        subprocess.run(["losetup", "-d", device], capture_output=True)  # busy: freed when its last user goes
+        done.append(device)
+    if done:
+        # The kernel frees an unmounted loop device a moment later: wait, so the caller's cleanup is complete.
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not loop_devices_under(path), 30, f"the loop devices under {path} to be freed",
+                       interval=0.05)  # a loaded machine, or a lazily unmounted filesystem still in use
     return done
+
+
+def loop_devices_under(path: Path) -> list[str]:
+    """Loop devices whose backing file is at or below `path` (`losetup` shows a removed one as "X (deleted)")."""
+    prefix = str(Path(path).resolve())
+    proc = subprocess.run(["losetup", "--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"],
+                          capture_output=True, text=True)
+    found = []
+    for line in proc.stdout.splitlines():
+        name, _, back = line.partition(" ")
+        back = back.replace("\\x20", " ").removesuffix(" (deleted)")
+        if back == prefix or back.startswith(prefix + "/"):
+            found.append(name)
+    return found
+
+
+def claim_image(folder: Path) -> Path:
+    """The sparse image file that holds a PVC folder's filesystem."""
+    return folder.with_name(folder.name + ".img")
+
+
+def mount_claim(folder: Path, size: int) -> None:
+    """An ext4 filesystem of `size` bytes on `folder`, from its sparse image (made on first use; the blocks
+    are only allocated as data is written). -m 0: no blocks reserved for root, so the pod gets the whole size.
+    A folder that already holds files (a state dir from before volumes had a size) moves them in."""
+    folder = folder.resolve()
+    if str(folder) in mounts_under(folder):
+        return
+    image = claim_image(folder)
+    if not image.exists():
+        with open(image, "wb") as fh:
+            fh.truncate(size)
+        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+              str(image)], f"mkfs.ext4 for the PVC image {image}")
+        existing = list(folder.iterdir())
+        if existing:
+            _move_into(image, folder, existing)
+    _run(["mount", "-o", "loop,nodev,nosuid", str(image), str(folder)], f"mounting the PVC image {image}")
+    lost_found = folder / "lost+found"
+    if lost_found.is_dir() and not any(lost_found.iterdir()):
+        lost_found.rmdir()  # mkfs's folder: the volume starts empty, as a fresh PVC does
+
+
+def _move_into(image: Path, folder: Path, children: list[Path]) -> None:
+    staging = folder.with_name(folder.name + ".moving")
+    staging.mkdir(exist_ok=True)
+    _run(["mount", "-o", "loop", str(image), str(staging)], f"mounting the PVC image {image}")
+    try:
+        for child in children:
+            shutil.move(str(child), str(staging / child.name))
+    finally:
+        subprocess.run(["umount", str(staging)], capture_output=True)
+        staging.rmdir()
+
+
+def _run(argv: list[str], what: str) -> None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise KubeError(f"{what}: {argv[0]} is not installed (Debian: e2fsprogs, mount)") from None
+    if proc.returncode != 0:
+        raise KubeError(f"{what} failed: {(proc.stderr or proc.stdout).strip()} (loop devices need root and "
+                        f"/dev/loop-control; in a container, run it privileged)")
+
+
+FILLER = Path(".fill-disk") / "filler"  # in a root-owned folder: the pod's user can neither delete nor shrink it
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes the pod's user may still write on the volume (-m 0: root has no reserve either)."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def fill_disk(folder: Path, leave: int = 0) -> dict:
+    """Fill the volume at `folder` until at most `leave` bytes are free, with a file owned by root in a folder owned
+    by root (mode 0755), so the server can not remove it. fallocate reserves the blocks without writing them
+    (instant, and the sparse image grows by metadata only). Filling again tops up the same file."""
+    if str(folder.resolve()) not in mounts_under(folder):
+        raise KubeError(f"{folder} is not a mounted volume (is the stack running?)")
+    target = folder / FILLER
+    target.parent.mkdir(mode=0o755, exist_ok=True)
+    os.chown(target.parent, 0, 0)
+    os.chmod(target.parent, 0o755)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fchown(fd, 0, 0)
+        chunk = 1 << 30
+        while chunk >= 4096:  # big chunks first, smaller ones as the last free blocks go (extent metadata)
+            want = min(chunk, free_bytes(folder) - leave)
+            if want < 4096:
+                break
+            try:
+                os.posix_fallocate(fd, os.fstat(fd).st_size, want)
+            except OSError:
+                chunk //= 16  # ENOSPC: the free count included blocks the extents need
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return {"volume": str(folder), "filler": str(target), "filler_bytes": target.stat().st_size,
+            "free_bytes": free_bytes(folder), "size_bytes": os.statvfs(folder).f_blocks * os.statvfs(folder).f_frsize}
+
+
+def free_disk(folder: Path) -> dict:
+    """Remove the filler `fill_disk` left; the space is free again at once."""
+    target = folder / FILLER
+    freed = target.stat().st_size if target.exists() else 0
+    target.unlink(missing_ok=True)
+    if target.parent.is_dir():
+        target.parent.rmdir()
+    return {"volume": str(folder), "freed_bytes": freed, "free_bytes": free_bytes(folder)}
+
+
+def delete_claim(folder: Path) -> None:
+    """A PVC deleted for good: unmounted, its image and folder removed (a new claim starts empty)."""
+    folder = folder.resolve()
+    unmount_all(folder)
+    claim_image(folder).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 class Volumes:
@@ -183,9 +315,23 @@ class Volumes:
             os.chmod(folder, 0o2777)
         return folder
 
+    def claim_size(self, name: str) -> int:
+        """Bytes the claim requests: its volumeClaimTemplate's, or the rendered PersistentVolumeClaim's."""
+        specs = [c.get("spec", {}) for c in self.claims if c["metadata"]["name"] == name]
+        if not specs:
+            try:
+                specs = [self.objects.manifests.get("PersistentVolumeClaim", name).get("spec", {})]
+            except KeyError:
+                raise KubeError(f"PersistentVolumeClaim {name!r} is not rendered by the chart") from None
+        storage = specs[0].get("resources", {}).get("requests", {}).get("storage")
+        if not storage:
+            raise KubeError(f"PersistentVolumeClaim {name!r}: no resources.requests.storage")
+        return int(quantity(storage))
+
     def _claim(self, name: str) -> Path:
         folder = self.claim_path(name)
         folder.mkdir(parents=True, exist_ok=True)
+        mount_claim(folder, self.claim_size(name))
         if self.fs_group is not None:
             self._own_claim(folder, int(self.fs_group))
         return folder
@@ -197,6 +343,8 @@ class Volumes:
         if matches and self.fs_group_policy == "OnRootMismatch":
             return
         for root, dirs, files in os.walk(folder):
+            if Path(root) == folder:  # `fault fill-disk`'s folder stays root's, so the server can not free it
+                dirs[:] = [d for d in dirs if d != FILLER.parent.name]
             for d in dirs:
                 _own(Path(root, d), gid, 0o2070)
             for f in files:

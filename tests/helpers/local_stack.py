@@ -43,12 +43,13 @@ def root_or_skip() -> None:
 
 
 def assert_nothing_left(state_dir) -> None:
-    """No process, network namespace, veth or mount of this state dir's stack remains (ip netns list, ip link,
-    /proc/mounts, psutil)."""
+    """No process, network namespace, veth, mount or loop device of this state dir's stack remains (ip netns
+    list, ip link, /proc/mounts, losetup, psutil)."""
     from alert_history_cache import netns, stack, volumes
 
     state_dir = Path(state_dir).absolute()
     assert volumes.mounts_under(state_dir) == [], "mounts left under the state dir"
+    assert volumes.loop_devices_under(state_dir) == [], "loop devices of the PVC images left"
     mounts = Path("/proc/mounts").read_text()
     assert str(state_dir) not in mounts
     assert stack.processes_of(state_dir) == [], "container processes left"

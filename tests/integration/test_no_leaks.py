@@ -1,4 +1,5 @@
-"""No password leaks from the running pod (the local stack, on Valkey 8.1 and Redis 7.0).
+"""No password leaks from the running pod (the local stack, on Valkey 8.1 and Redis 7.0), and no loop device
+outlives it.
 
 With every secret set (the three passwords, their rotation `-next` passwords) and the pod-local probe password:
 none appears in any process command line (sampled until the probes' CLI processes were seen), in the
@@ -159,3 +160,16 @@ def test_monitor_sees_auth_redacted(server):
         wait_until(auth_seen, 10, "MONITOR to show the application's AUTH", interval=0)
     assert b"(redacted)" in data, data[-500:]
     assert server.app_password.encode() not in data
+
+
+def test_the_volume_is_a_loop_device_that_the_stop_frees(server):
+    """The PVC's loop device is backed by an image inside the state dir, so the fixture's teardown check
+    (assert_nothing_left: no loop device under the state dir) covers it."""
+    from alert_history_cache import volumes
+
+    state = server.stack.state_dir
+    devices = volumes.loop_devices_under(state)
+    assert len(devices) == 1, devices
+    image = volumes.claim_image(server.stack.data_dir)
+    assert image.is_file() and image.resolve().is_relative_to(state)
+    assert str(server.stack.data_dir.resolve()) in volumes.mounts_under(server.stack.data_dir)

@@ -83,7 +83,15 @@ def test_drill_corrupted_aof(needs_root, tmp_path):
     # Cut within the garbage at the latest (the checker may take a few of its bytes for the end of a command).
     assert f["incr_bytes_after_fix"] <= f["garbage_at"] + len(restore_drill.GARBAGE)
     assert 0.2 < f["writes_dropped_by_fix"] / f["acknowledged_writes"] < 0.8
-    assert (tmp_path / "state" / "pvc" / "appendonlydir.corrupt").is_dir()  # the guide's copy is kept
+    # The guide's copy is kept, on the volume (its image stays after the stack stopped).
+    from alert_history_cache import volumes
+
+    data = tmp_path / "state" / "pvc"
+    volumes.mount_claim(data, 0)
+    try:
+        assert (data / "appendonlydir.corrupt").is_dir()
+    finally:
+        volumes.unmount_all(data)
 
 
 @pytest.mark.parametrize("scenario", ["flushall", "volume-lost"])
@@ -97,3 +105,36 @@ def test_drill_restore(needs_root, scenario, tmp_path):
     assert f["acknowledged_before_backup"] >= 2000 and f["acknowledged_after_restore"] >= 500
     assert 0 < f["rpo_writes_lost"] <= f["acknowledged_after_backup_before_serving"]
     assert f["keys_in_backup"] >= f["acknowledged_before_backup"]
+
+
+# Seconds, not minutes: 1 s scrapes and rule evaluations, the alerts without `for`, a save rule due 10 s after the
+# last snapshot, a 256Mi volume (the fill is a fallocate: the size costs no time).
+DISK_FULL_VALUES = {
+    "valkey": {"storage": {"requestedSize": "256Mi"}, "settings": {"save": ["10 1000"]},
+               "exporter": {"serviceMonitor": {"interval": "1s", "scrapeTimeout": "1s"}},
+               "probes": {k: {"periodSeconds": 1} for k in ("startup", "readiness", "liveness")}},
+    "monitoring": {"rules": {"redisAofWriteFailure": {"for": "1s"}, "redisPersistenceFailure": {"for": "1s"}}},
+}
+
+
+@pytest.mark.parametrize("engine_name", ["valkey8", "redis7"])
+def test_drill_disk_full(needs_root, engine_name, tmp_path):
+    """The volume fills under the write load: both persistence alerts fire end to end, writes are refused with
+    MISCONF, the server stays up and recovers by itself once the space is back; nothing acknowledged is lost."""
+    from alert_history_cache.drills import diskfull
+    from alert_history_cache.monitoring_stack import MonitoringOptions
+
+    from helpers.local_stack import assert_nothing_left, engine_or_skip
+
+    engine_or_skip(engine_name)
+    state = tmp_path / "state"
+    result = diskfull.run(engine_name, DISK_FULL_VALUES, str(state),
+                          monitoring_options=MonitoringOptions(evaluation_interval="1s", resend_delay="1s"))
+    assert result.passed, [(c.name, c.measured) for c in result.criteria if not c.passed]
+    f = result.figures
+    assert f["fill"]["free_bytes"] < 8192 and f["fill"]["size_bytes"] > 200 * 1024 * 1024
+    assert f["write_errors_by_kind"]["MISCONF"] > 0 and f["rpo_writes_lost"] == f["rpo_writes_lost_after_restart"] == 0
+    assert f["while_full"]["aof_last_write_status"] == "err" and f["after_free"]["aof_last_write_status"] == "ok"
+    assert 0 < f["rto_seconds"] < 60 and f["acknowledged_writes"] > 2000
+    assert any("No space left on device" in line for line in f["server_log"]), f["server_log"]
+    assert_nothing_left(state)

@@ -25,12 +25,15 @@ REPLAY = re.compile(r"DB loaded from (append only|incr|base) file|AOF loaded any
 
 
 @contextlib.contextmanager
-def stack_for(drill: str, engine: str, values: dict | None, state_dir: str | None):
-    """The drill's own local pod, in a temporary state dir unless one is given; monitoring off (not measured)."""
+def stack_for(drill: str, engine: str, values: dict | None, state_dir: str | None, *, monitoring: bool = False,
+              monitoring_options=None):
+    """The drill's own local pod, in a temporary state dir unless one is given; monitoring off unless the drill
+    proves alerts."""
     from ..stack import LocalStack
 
     ctx = contextlib.nullcontext(state_dir) if state_dir else tempfile.TemporaryDirectory(prefix=f"ahc-{drill}-")
-    with ctx as sd, LocalStack(values=values or {}, engine=engine, state_dir=sd, monitoring=False) as stack:
+    with ctx as sd, LocalStack(values=values or {}, engine=engine, state_dir=sd, monitoring=monitoring,
+                               monitoring_options=monitoring_options) as stack:
         yield stack
 
 

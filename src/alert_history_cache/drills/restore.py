@@ -1,4 +1,4 @@
-"""Restore drill (`drill restore --scenario flushall|volume-lost`): under a recorded write load, the release's own
+"""Restore drill (`drill restore --scenario flushall|volume-lost`; corrupted-aof below, disk-full in diskfull.py): under a recorded write load, the release's own
 backup Job takes a backup, then the fault: `flushall` (an admin runs FLUSHALL) or `volume-lost` (the pod is
 deleted, its PVC folder removed, and it comes back empty), and `restore` brings the backup back. It reports the RTO
 (the fault to the restored primary serving writes again) and the RPO (acknowledged writes lost: those after the backup), and
@@ -14,11 +14,12 @@ import time
 from .. import chart
 from .persistence import stack_for
 from .results import DrillResult
+from ..volumes import delete_claim
 from ..waiting import wait_until
 from .writeload import WriteLoad, lost_writes
 
 RECOVERY_GOAL_S = 60.0
-SCENARIOS = ("flushall", "volume-lost", "corrupted-aof")
+SCENARIOS = ("flushall", "volume-lost", "corrupted-aof", "disk-full")
 
 
 def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | None = None,
@@ -27,6 +28,10 @@ def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | No
         raise ValueError(f"--scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
     if scenario == "corrupted-aof":
         return run_corrupted_aof(engine, values, state_dir, warmup_acks)
+    if scenario == "disk-full":
+        from . import diskfull
+
+        return diskfull.run(engine, values, state_dir, warmup_acks)
     values = chart.deep_merge(values or {}, {"backup": {"enabled": True}})
     result = DrillResult(drill=f"restore-{scenario}", engine=engine)
     fig = result.figures
@@ -88,13 +93,13 @@ def run(engine: str = "valkey8", values: dict | None = None, state_dir: str | No
 
 
 def lose_the_volume(stack, fig: dict) -> None:
-    """The primary's pod deleted, its PVC's folder removed while it is gone, the pod recreated on an empty volume
-    (as a StatefulSet does with a new claim), and Ready again."""
+    """The primary's pod deleted, its PVC deleted while it is gone (unmounted, image and folder removed), the pod
+    recreated on a new empty volume (as a StatefulSet does with a new claim), and Ready again."""
     name = stack.primary_name
     data = stack.cluster.pod(name).volumes.claim_path("data")
     t0 = time.monotonic()
     stack.cluster.delete_pod(name, recreate=False)
-    shutil.rmtree(data)
+    delete_claim(data)
     pod = stack.cluster.create_pod(name)
     stack.cluster.wait_pod_ready(pod, 120)
     fig["empty_pod_ready_seconds"] = round(time.monotonic() - t0, 3)

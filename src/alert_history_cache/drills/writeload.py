@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class WriteLoad:
     writers: int = 4
     acks: list[Ack] = field(default_factory=list)
     errors: int = 0
+    errors_by_kind: collections.Counter = field(default_factory=collections.Counter)  # MISCONF, ConnectionError...
+    first_error_at: dict[str, float] = field(default_factory=dict)  # kind -> monotonic time of its first error
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -55,10 +58,13 @@ class WriteLoad:
                 with self._lock:
                     self.acks.append(Ack(seq, key, now))
                 seq += 1
-            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError):
-                # The server is down, loading or restarting: retry on a fresh connection.
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError) as exc:
+                # The server is down, loading, restarting or refusing writes: retry on a fresh connection.
+                kind = error_kind(exc)
                 with self._lock:
                     self.errors += 1
+                    self.errors_by_kind[kind] += 1
+                    self.first_error_at.setdefault(kind, time.monotonic())
                 if client is not None:
                     try:
                         client.close()
@@ -83,6 +89,14 @@ class WriteLoad:
         with self._lock:
             acks = list(self.acks)
         return acks if until is None else [a for a in acks if a.acked_at <= until]
+
+
+def error_kind(exc: Exception) -> str:
+    """An error reply's code (MISCONF, LOADING, READONLY, ...), or the exception's class for a failed connection."""
+    if isinstance(exc, redis.ResponseError) and not isinstance(exc, redis.ConnectionError):
+        word = str(exc).split(" ", 1)[0]
+        return word if word.isupper() else type(exc).__name__
+    return type(exc).__name__
 
 
 def lost_writes(client: redis.Redis, acks: list[Ack], batch: int = 1000) -> list[Ack]:

@@ -27,13 +27,19 @@ probe_cli() {
   "$cli" -h 127.0.0.1 -p "${VALKEY_PORT:-6379}" --user probe --no-auth-warning $tls_args "$@"
 }
 
-# Ready = PING answers PONG (not LOADING, not an error) and INFO says loading:0.
+# Ready = PING answers PONG (not LOADING, not another error) and INFO says loading:0. MISCONF counts as
+# ready: a server that cannot persist (full volume) refuses writes and PING with it but still serves
+# reads; RedisAofWriteFailure / RedisPersistenceFailure page for it, and it recovers by itself once space
+# is back.
 check_ready() {
   reply=$(probe_cli ping 2>&1) || true
-  if [ "$reply" != "PONG" ]; then
-    echo "$1: PING replied: $reply"
-    exit 1
-  fi
+  case "$reply" in
+    PONG | MISCONF*) ;;
+    *)
+      echo "$1: PING replied: $reply"
+      exit 1
+      ;;
+  esac
   loading=$(probe_cli info persistence 2>&1 | tr -d '\r' | sed -n 's/^loading://p')
   if [ "$loading" != "0" ]; then
     echo "$1: loading:$loading"
