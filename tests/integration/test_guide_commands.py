@@ -59,6 +59,8 @@ NEEDS_A_CLUSTER = {
     "operations.md § Scale the replication set [1]": "helm upgrade of valkey.replicas (its vcli CONFIG SET line "
                                                      "runs in 'Manual failover')",
     "troubleshooting.md § Troubleshooting [1]": "kubectl get/describe/logs read the API server",
+    "troubleshooting.md § Writes fail: persistence errors (a full volume) [1]": "kubectl logs (the server log; on the "
+                                                                               "local stack STATE/logs/)",
     "troubleshooting.md § Replication (`valkey.architecture: replication`) [1]": "kubectl get pods/logs/events",
     "troubleshooting.md § Replicas that never sync [2]": "kubectl logs",
     "disaster-recovery.md § Scheduled backups (`backup.enabled`) [1]": "kubectl create job/wait/logs (on the local "
