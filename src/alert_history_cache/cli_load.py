@@ -156,13 +156,18 @@ def _progress_bar():
               help="Share of GETs in the mix whose rate is compared.")
 @click.option("--bench-threads", type=click.IntRange(min=1), default=None,
               help="redis-benchmark --threads [default: its single thread].")
+@click.option("--enforce-limits/--no-enforce-limits", default=False, show_default=True,
+              help="Enforce the data pods' server and HAProxy containers' rendered CPU and memory limits with "
+                   "cgroups; with a server CPU limit low enough that the rest of the chain finds free cores "
+                   "(e.g. --set valkey.resources.limits.cpu=400m), the server's quota sets the capacity, as on "
+                   "a cluster where each pod has its own CPU.")
 @state_dir_option(None, "Parent of the two releases' state dirs (standalone/, replication/) [default: a temporary "
                         "one].")
 @json_option
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the HTML report.")
 @one_line_failures
 def capacity(values_files, sets, engine, rounds, connections, bench_requests, keyspace, value_size, read_ratio,
-             bench_threads, state_dir, json_path, report_path) -> None:
+             bench_threads, enforce_limits, state_dir, json_path, report_path) -> None:
     """HA capacity: a standalone and a replication release side by side; redis-benchmark at the standalone
     server, the primary's pod address, one HAProxy pod and the client Service (HAProxy), every round. Prints the
     ratios against the goals: HAProxy >= 0.8x the primary, replication costing <= 10 %."""
@@ -170,7 +175,7 @@ def capacity(values_files, sets, engine, rounds, connections, bench_requests, ke
     opts = capacity_drill.CapacityOptions(
         engine=engine, rounds=rounds, connections=connections, value_size=value_size, keyspace=keyspace,
         requests=bench_requests, read_ratio=read_ratio, threads=bench_threads, values=values,
-        state_dir=str(state_dir) if state_dir else None)
+        state_dir=str(state_dir) if state_dir else None, enforce_limits=enforce_limits)
     with _progress_bar() as bar:
         tasks: dict[str, int] = {}
 
@@ -211,6 +216,13 @@ def print_capacity(f: capacity_drill.HaCapacity) -> None:
             table.add_row(path, f"{sets_:,.0f} / {gets:,.0f}", f"{f.mix_rps[path]:,.0f}",
                           "" if chain is None else f"{chain:.0f}", cores)
     Console().print(table)
+    if f.limits_enforced:
+        click.echo("CPU limits enforced: " + ", ".join(f"{k} {v}m" for k, v in sorted(f.limits_enforced.items())))
+        for path in capacity_drill.PATHS:
+            throttled = [r.throttled_seconds for r in f.runs if r.path == path]
+            worst = {k: max(t.get(k, 0.0) for t in throttled) for t in throttled for k in t}
+            click.echo(f"throttled during {path} (max over the rounds): " + (", ".join(
+                f"{k} {v:.1f} s" for k, v in sorted(worst.items(), key=lambda kv: -kv[1])) or "nothing"))
     for failed in f.failed_runs:
         click.echo(f"failed: {failed}")
     for r in f.runs:

@@ -104,6 +104,40 @@ def test_capacity_comparison_measures_every_path(tmp_path: Path, needs_root):
         assert_nothing_left(state / arch)
 
 
+def test_capacity_with_limits_enforced(tmp_path: Path, needs_root):
+    """`--enforce-limits`: every data pod's server and every HAProxy in a cgroup with its rendered CPU limit;
+    with a server limit of 400m, the server's quota is what each path runs into, and the cgroups go with the
+    drill."""
+    _tools_or_skip()
+    from alert_history_cache.drills.limits import ROOT
+
+    out, state = tmp_path / "capacity.json", tmp_path / "state"
+    proc = subprocess.run([str(CLI), "drill", "capacity", "--engine", "valkey8", "-f", str(_values_file(tmp_path)),
+                           "--set", "valkey.resources.limits.cpu=400m", "--enforce-limits", "--rounds", "1",
+                           "--bench-requests", "20000", "--state-dir", str(state), "--json", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    assert out.exists(), proc.stderr
+    result = json.loads(out.read_text())
+    f = result["figures"]
+    enforced = f["limits_enforced"]
+    servers = {k: v for k, v in enforced.items() if k.endswith("/valkey")}
+    assert sorted(k.split()[0] for k in servers) == ["replication"] * 3 + ["standalone"], enforced
+    assert set(servers.values()) == {400}
+    assert sorted(v for k, v in enforced.items() if k.endswith("/haproxy")) == [1000, 1000], enforced
+    assert "CPU limits enforced:" in proc.stdout
+    # The path's own server ran into its quota in its run
+    own = {"standalone": "standalone alerthistory-redis-0/valkey"}
+    for r in f["runs"]:
+        server = own.get(r["path"], "replication alerthistory-redis-0/valkey")
+        assert r["throttled_seconds"].get(server, 0) > 0, r
+    failed = {c["name"] for c in result["criteria"] if not c["passed"]}
+    assert failed <= GOALS, failed
+    assert not list(ROOT.glob("ahc-capacity-*")) and not list(ROOT.glob("*/ahc-capacity-*"))
+    for arch in ("standalone", "replication"):
+        assert_nothing_left(state / arch)
+
+
 def test_load_drill_goes_through_haproxy(tmp_path: Path, needs_root):
     """`drill load --set valkey.architecture=replication`: the generator dials the client Service, HAProxy
     forwards every held connection to the primary, which counts them (CLIENT LIST, user default)."""

@@ -37,7 +37,7 @@ import redis
 from mirakuru import TCPExecutor
 
 from ..waiting import wait_until
-from . import forks
+from . import forks, limits
 from .load_results import OPTIONAL, Bench, Capacity, Figures
 from .results import DrillResult
 
@@ -243,6 +243,9 @@ class PathRun(Figures):
     error: str | None = field(default=None, metadata=OPTIONAL)
     replicas_connected: int | None = field(default=None, metadata=OPTIONAL)  # after the run (replication paths)
     full_syncs: int | None = field(default=None, metadata=OPTIONAL)  # full resyncs the primary served during it
+    # --enforce-limits: seconds each container's cgroup spent throttled by its CPU quota during the run (the ones
+    # above 0): the container that sets the run's capacity, when it is not the machine
+    throttled_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -274,6 +277,8 @@ class HaCapacity(Figures):
     full_syncs: int = 0
     replicas_connected_min: int | None = None
     failed_runs: list[str] = field(default_factory=list)  # "<path> round <n>: <error>"
+    # --enforce-limits: the CPU millicores enforced per container ("<release> <pod>/<container>"), else empty
+    limits_enforced: dict[str, int | None] = field(default_factory=dict)
 
 
 def ratios(mix: dict[str, float]) -> dict[str, float | None]:
@@ -382,6 +387,9 @@ class CapacityOptions:
     threads: int | None = None
     values: dict = field(default_factory=dict)
     state_dir: str | None = None
+    # the data pods' servers and HAProxy in cgroups with their rendered limits: with a server limit low enough
+    # that every other process of the chain finds a free core, the ratios measure the paths, not the machine
+    enforce_limits: bool = False
 
 
 class _Target:
@@ -445,7 +453,7 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
     """Start a standalone and a replication release side by side (no monitoring: nothing else to feed), then
     benchmark every path of PATHS once per round; the ratios come from the medians over the rounds."""
     from ..chart import deep_merge
-    from ..stack import LocalStack
+    from ..stack import SERVER_CONTAINER, LocalStack
 
     progress = progress or (lambda *a: None)
     if opts.rounds < 1:
@@ -468,6 +476,8 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
         result.versions["redis-benchmark"] = benchmark_version()
         progress("settle", 0, 1)
         primary = settled_primary(ha)
+        cgroups = ctx.enter_context(limits.enforced_containers(
+            stacks, (SERVER_CONTAINER, "haproxy"), f"ahc-capacity-{os.getpid()}")) if opts.enforce_limits else {}
         single_admin = ctx.enter_context(contextlib.closing(single.client("admin")))
         ha_admin = ctx.enter_context(contextlib.closing(ha.client("admin", pod=primary)))
         single_user = ctx.enter_context(BenchUser(single_admin))
@@ -502,7 +512,7 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
                 for admin in (single_admin, ha_admin):
                     forks.wait_idle(admin, 300, quiet=1.5)
                 logs.events()  # what happened before this run is not its own
-                runs.append(_measure(t, n, opts, single, ha, primary, logs))
+                runs.append(_measure(t, n, opts, single, ha, primary, logs, cgroups))
         progress("benchmarks", total, total)
     summary = summarize(runs)
     result.figures = HaCapacity(
@@ -514,7 +524,8 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
         full_syncs=sum(r.full_syncs or 0 for r in runs),
         replicas_connected_min=min((r.replicas_connected for r in runs if r.replicas_connected is not None),
                                    default=None),
-        failed_runs=[f"{r.path} round {r.round}: {r.error}" for r in runs if r.error])
+        failed_runs=[f"{r.path} round {r.round}: {r.error}" for r in runs if r.error],
+        limits_enforced={k: cg.cpu for k, cg in cgroups.items()})
     result.series["capacity_rounds"] = {
         "kind": "line", "title": "redis-benchmark capacity for the GET/SET mix, per round", "x_label": "round",
         "y_label": "requests/s", "x": list(range(1, opts.rounds + 1)),
@@ -524,7 +535,7 @@ def compare(opts: CapacityOptions, progress: Callable[[str, float, float], None]
 
 
 def _measure(target: _Target, n: int, opts: CapacityOptions, single, ha, primary: str,
-             logs: HAProxyLogs) -> PathRun:
+             logs: HAProxyLogs, cgroups: dict[str, limits.ContainerLimits]) -> PathRun:
     target.server.flushall()  # every run starts empty, as the load drill's anchor does
     if target.primary:
         wait_until(lambda: _replicas_caught_up(target.primary), 60, "the replicas to apply the flush",
@@ -538,7 +549,10 @@ def _measure(target: _Target, n: int, opts: CapacityOptions, single, ha, primary
         out["toolkit"] = me.user + me.system  # this process's own threads (kubelets, control loops), no children
         return out
 
-    before, busy, t = snapshot(), host_busy(), time.monotonic()
+    def throttled() -> dict[str, float]:
+        return {k: cg.stats().get("throttled_seconds", 0.0) for k, cg in cgroups.items()}
+
+    before, busy, t, throttled_before = snapshot(), host_busy(), time.monotonic(), throttled()
     try:
         run = benchmark(target.host, target.port, connections=opts.connections, value_size=opts.value_size,
                         keyspace=opts.keyspace, requests=opts.requests, user=target.user, threads=opts.threads)
@@ -546,12 +560,14 @@ def _measure(target: _Target, n: int, opts: CapacityOptions, single, ha, primary
     except CapacityError as exc:  # e.g. HAProxy closed the sessions: recorded with its check events, not fatal
         run, error = BenchRun({}, time.monotonic() - t, 0.0), str(exc)
     after, busy = snapshot(), host_busy() - busy
+    throttled_run = {k: round(v - throttled_before[k], 3) for k, v in throttled().items() if v > throttled_before[k]}
     after["redis-benchmark"], before["redis-benchmark"] = run.cpu_seconds, 0.0
     cores = cores_used(before, after, busy, run.seconds)
     requests = 2 * opts.requests  # SET, then GET
     out = PathRun(path=target.path, round=n + 1, target=f"{target.host}:{target.port}", benches=run.figures,
                   mix_rps=None if error else round(mix_rps(run.figures, opts.read_ratio), 1),
                   seconds=round(run.seconds, 3), cores=cores, haproxy_events=logs.events(), error=error,
+                  throttled_seconds=throttled_run,
                   cpu_us_per_request={} if error else {g: round(c * run.seconds / requests * 1e6, 2)
                                                        for g, c in cores.items()})
     if target.primary:
