@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -77,3 +78,14 @@ def assert_nothing_left(state_dir) -> None:
         if psutil.pid_exists(rec["pid"]):
             p = psutil.Process(rec["pid"])
             assert abs(p.create_time() - (rec["create_time"] or 0)) > 0.01, f"{rec} still running"
+
+
+def run_drill(args: list[str], out: Path, timeout: float) -> tuple[subprocess.CompletedProcess, dict]:
+    """`alert-history-cache drill ARGS --json OUT` as a user runs it: the process (its output's tail printed
+    for the test log) and the JSON result, which must have been written."""
+    cli = Path(sys.executable).with_name("alert-history-cache")
+    proc = subprocess.run([str(cli), "drill", *args, "--json", str(out)], capture_output=True, text=True,
+                          timeout=timeout)
+    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    assert out.exists(), proc.stderr
+    return proc, json.loads(out.read_text())

@@ -9,9 +9,6 @@ the goals: those are the drills' printed verdict, on a quiet machine (docs/perfo
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,11 +17,10 @@ import yaml
 from alert_history_cache import chart
 from alert_history_cache.drills import capacity
 
-from helpers.local_stack import FAST_PROBES, assert_nothing_left, engine_or_skip
+from helpers.local_stack import FAST_PROBES, assert_nothing_left, engine_or_skip, run_drill
 
 pytestmark = pytest.mark.integration
 
-CLI = Path(sys.executable).with_name("alert-history-cache")
 # Quick probes (with the startup budget a replication release needs over its bootstrap), and a shorter preStop:
 # at removal the primary's hook waits for a failover that cannot come (every pod goes at once). HAProxy's check
 # timeout is 3 s instead of 1 s: on a loaded 2-core machine a check of the flooded primary took 1.46 s, and with
@@ -53,12 +49,8 @@ def _values_file(tmp_path: Path) -> Path:
 def test_capacity_comparison_measures_every_path(tmp_path: Path, needs_root):
     _tools_or_skip()
     out, state = tmp_path / "capacity.json", tmp_path / "state"
-    proc = subprocess.run([str(CLI), "drill", "capacity", "--engine", "valkey8", "-f", str(_values_file(tmp_path)),
-                           "--rounds", "2", "--bench-requests", "20000", "--state-dir", str(state),
-                           "--json", str(out)], capture_output=True, text=True, timeout=900)
-    print(proc.stdout[-6000:], proc.stderr[-3000:])
-    assert out.exists(), proc.stderr
-    result = json.loads(out.read_text())
+    proc, result = run_drill(["capacity", "--engine", "valkey8", "-f", str(_values_file(tmp_path)), "--rounds", "2",
+                              "--bench-requests", "20000", "--state-dir", str(state)], out, timeout=900)
     f = result["figures"]
 
     # Every path in every round, in a rotated order, with both tests measured.
@@ -112,13 +104,9 @@ def test_capacity_with_limits_enforced(tmp_path: Path, needs_root):
     from alert_history_cache.drills.limits import ROOT
 
     out, state = tmp_path / "capacity.json", tmp_path / "state"
-    proc = subprocess.run([str(CLI), "drill", "capacity", "--engine", "valkey8", "-f", str(_values_file(tmp_path)),
-                           "--set", "valkey.resources.limits.cpu=400m", "--enforce-limits", "--rounds", "1",
-                           "--bench-requests", "20000", "--state-dir", str(state), "--json", str(out)],
-                          capture_output=True, text=True, timeout=900)
-    print(proc.stdout[-6000:], proc.stderr[-3000:])
-    assert out.exists(), proc.stderr
-    result = json.loads(out.read_text())
+    proc, result = run_drill(["capacity", "--engine", "valkey8", "-f", str(_values_file(tmp_path)),
+                              "--set", "valkey.resources.limits.cpu=400m", "--enforce-limits", "--rounds", "1",
+                              "--bench-requests", "20000", "--state-dir", str(state)], out, timeout=900)
     f = result["figures"]
     enforced = f["limits_enforced"]
     servers = {k: v for k, v in enforced.items() if k.endswith("/valkey")}
@@ -143,14 +131,10 @@ def test_load_drill_goes_through_haproxy(tmp_path: Path, needs_root):
     forwards every held connection to the primary, which counts them (CLIENT LIST, user default)."""
     _tools_or_skip()
     out, state = tmp_path / "load.json", tmp_path / "state"
-    proc = subprocess.run(
-        [str(CLI), "drill", "load", "--engine", "valkey8", "-f", str(_values_file(tmp_path)),
-         "--set", "valkey.architecture=replication", "--connections", "500", "--rate", "1000", "--duration", "10",
-         "--no-forks", "--no-capacity", "--criteria", "requirements", "--state-dir", str(state), "--json", str(out)],
-        capture_output=True, text=True, timeout=600)
-    print(proc.stdout[-4000:], proc.stderr[-3000:])
-    assert out.exists(), proc.stderr
-    result = json.loads(out.read_text())
+    proc, result = run_drill(
+        ["load", "--engine", "valkey8", "-f", str(_values_file(tmp_path)), "--set", "valkey.architecture=replication",
+         "--connections", "500", "--rate", "1000", "--duration", "10", "--no-forks", "--no-capacity",
+         "--criteria", "requirements", "--state-dir", str(state)], out, timeout=600)
     f = result["figures"]
     assert f["options"]["architecture"] == "replication"
     assert f["options"]["target"].startswith("Service alerthistory-redis 10.96.")

@@ -20,7 +20,7 @@ import pytest
 
 from alert_history_cache.drills import capacity
 
-from helpers.local_stack import assert_nothing_left, engine_or_skip
+from helpers.local_stack import assert_nothing_left, engine_or_skip, run_drill
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,10 @@ def test_load_drill_meets_the_requirements(tmp_path: Path, needs_root):
     except capacity.CapacityError as exc:
         pytest.skip(str(exc))
     out, html, state = tmp_path / "load.json", tmp_path / "load.html", tmp_path / "state"
-    cli = Path(sys.executable).with_name("alert-history-cache")
-    proc = subprocess.run(
-        [str(cli), "drill", "load", "--engine", "valkey8", "--connections", "500", "--rate", str(RATE),
-         "--duration", "30", "--criteria", "requirements", "--bench-requests", "20000", "--state-dir", str(state),
-         "--json", str(out), "--report", str(html)],
-        capture_output=True, text=True, timeout=600)
-    print(proc.stdout[-6000:], proc.stderr[-3000:])
-    assert out.exists(), proc.stderr
-    result = json.loads(out.read_text())
+    proc, result = run_drill(
+        ["load", "--engine", "valkey8", "--connections", "500", "--rate", str(RATE), "--duration", "30",
+         "--criteria", "requirements", "--bench-requests", "20000", "--state-dir", str(state), "--report", str(html)],
+        out, timeout=600)
     f = result["figures"]
     print(json.dumps({k: f[k] for k in ("achieved_rate", "error_rate", "hit_rate", "latency_all", "latency_fork",
                                         "fork_usec", "connections_held_min", "rejected_connections", "generator",

@@ -6,14 +6,12 @@ requirements' criteria apply to both runs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from alert_history_cache.drills import capacity
-from helpers.local_stack import assert_nothing_left, engine_or_skip, exporter_or_skip
+from helpers.local_stack import assert_nothing_left, engine_or_skip, exporter_or_skip, run_drill
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +26,10 @@ def test_one_run_reports_the_cost_of_tls_beside_plaintext(tmp_path: Path, needs_
     except capacity.CapacityError as exc:
         pytest.skip(str(exc))
     out, state = tmp_path / "load.json", tmp_path / "state"
-    cli = Path(sys.executable).with_name("alert-history-cache")
-    proc = subprocess.run(
-        [str(cli), "drill", "load", "--engine", "redis7", "--compare-tls", "--connections", str(CONNECTIONS),
-         "--rate", str(RATE), "--duration", "10", "--criteria", "requirements", "--bench-requests", "20000",
-         "--state-dir", str(state), "--json", str(out)],
-        capture_output=True, text=True, timeout=900)
-    print(proc.stdout[-6000:], proc.stderr[-3000:])
-    assert out.exists(), proc.stderr
-    result = json.loads(out.read_text())
+    proc, result = run_drill(
+        ["load", "--engine", "redis7", "--compare-tls", "--connections", str(CONNECTIONS), "--rate", str(RATE),
+         "--duration", "10", "--criteria", "requirements", "--bench-requests", "20000", "--state-dir", str(state)],
+        out, timeout=900)
     f = result["figures"]
     cost = f["tls_cost"]
     tls = cost["tls_run"]
