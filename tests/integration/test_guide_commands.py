@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from alert_history_cache import chart
+from alert_history_cache.drills.capacity import settled_primary
 from alert_history_cache.stack import LocalStack
 from alert_history_cache.waiting import wait_until
 from helpers.doc_commands import Block, console_blocks, error_reply
@@ -245,6 +246,10 @@ def test_guide_blocks_run_on_the_local_stack(architecture, tmp_path):
     try:
         for pod in ([p.name for p in stack.cluster.plans if p.owner == "alerthistory-redis"]):
             wait_until(lambda pod=pod: stack.cluster.pod(pod).ready, 120, f"pod {pod} to be ready")
+        if architecture == "replication":
+            # Ready pods are not yet a set Sentinel knows: it finds the replicas in the primary's INFO (every
+            # 10 s), and the guides' `SENTINEL REPLICAS` lines list them.
+            settled_primary(stack)
         admin = stack.client("admin")
         for i in range(50):
             admin.set(f"docs-test:{i}", i)

@@ -90,8 +90,8 @@ def test_status_json_documents_pods_services_secrets_and_monitoring(tmp_path, ne
         # fault kill: the container restarts in the same pod (same address), status counts it.
         killed = run("fault", "kill", POD, "-c", "valkey", "--signal", "KILL", "--state-dir", str(state))
         assert killed.returncode == 0, killed.stdout + killed.stderr
-        restarted = wait_until(lambda: next(c for c in status(state)["pods"][0]["containers"]
-                                            if c["name"] == "valkey" and c["restarts"] == 1 and c["ready"]),
+        restarted = wait_until(lambda: next((c for c in status(state)["pods"][0]["containers"]
+                                             if c["name"] == "valkey" and c["restarts"] == 1 and c["ready"]), None),
                                60, "the killed server restarted and Ready")
         assert restarted["last_exit"]["signal"] == 9
         assert status(state)["pods"][0]["address"] == pod["address"]

@@ -232,9 +232,12 @@ def test_sentinel_runs_over_tls(tls_replication):
     sentinel = redis.Redis(host=pod.ip, port=v["sentinel"]["port"], username=v["acl"]["sentinelUser"],
                            password=st.password(v["password"]["sentinelSecretKey"]), socket_timeout=5,
                            decode_responses=True, **st.tls_files.redis_kwargs())
-    master = sentinel.sentinel_master(v["sentinel"]["masterSet"])
     # Its own status: it reaches the primary (flags master, not s_down) and both other Sentinels, all over TLS.
-    assert "s_down" not in master["flags"] and master["num-other-sentinels"] == 2 and master["num-slaves"] == 2
+    # It finds the replicas in the primary's INFO every 10 s and the Sentinels by their hellos: poll for both.
+    master = wait_until(lambda: (m := sentinel.sentinel_master(v["sentinel"]["masterSet"]))["num-slaves"] == 2
+                        and m["num-other-sentinels"] == 2 and m, 60, "the Sentinel to know both replicas and both "
+                        "other Sentinels", interval=0.5)
+    assert "s_down" not in master["flags"]
     plain = redis.Redis(host=pod.ip, port=v["sentinel"]["port"], socket_timeout=5, retry=None)
     with pytest.raises(redis.ConnectionError):
         plain.ping()
