@@ -119,17 +119,17 @@ def server_limits(stack, container: str = "valkey") -> tuple[int | None, int | N
 @contextlib.contextmanager
 def enforced_containers(stacks: dict, containers: tuple[str, ...], prefix: str):
     """Every running `containers` container of every pod of `stacks` ({label: stack}) in a cgroup of its own
-    with its rendered limits, as the kubelet would; yields {"<label> <pod>/<container>": ContainerLimits}. For a drill whose processes
-    run side by side on one host but stand for pods with their own CPU."""
+    with its rendered limits, as the kubelet would; yields {"<label> <pod>/<container>": ContainerLimits}. For a
+    drill whose processes run side by side on one host but stand for pods with their own CPU."""
     with contextlib.ExitStack() as ctx:
         groups: dict[str, ContainerLimits] = {}
         for label, stack in stacks.items():
             for pod in list(stack.cluster.pods.values()):
                 specs = {c["name"]: c for c in pod.spec["containers"]}
                 for name, c in (pod.kubelet.containers.items() if pod.kubelet else []):
-                    if name in containers and c.pid and any(container_limits(specs[name])):
-                        cg = ctx.enter_context(ContainerLimits(f"{prefix}-{label}-{pod.name}-{name}",
-                                                               *container_limits(specs[name])))
-                        cg.add(c.pid)
-                        groups[f"{label} {pod.name}/{name}"] = cg
+                    if name not in containers or not c.pid or not any(lim := container_limits(specs[name])):
+                        continue
+                    cg = ctx.enter_context(ContainerLimits(f"{prefix}-{label}-{pod.name}-{name}", *lim))
+                    cg.add(c.pid)
+                    groups[f"{label} {pod.name}/{name}"] = cg
         yield groups
