@@ -70,6 +70,9 @@ def _whole_seconds(ctx, param, value: float) -> int:
                    "generator kept its schedule; they always apply. goals: also the project's own goals (10,000 "
                    "req/s, p99 < 5 ms steady and during BGSAVE/AOF rewrite). auto: goals only at the goal "
                    "profile (10,000 req/s over 500 connections, the defaults).")
+@click.option("--target", type=click.Choice(["service", "primary"]), default="service", show_default=True,
+              help="service: the client Service, as the application dials it (HAProxy in replication); primary: "
+                   "the primary's pod address, the same release without HAProxy.")
 @click.option("--compare-tls", is_flag=True, default=False,
               help="Run the drill twice, on the release with TLS off and then with valkey.tls.enabled (redis7: the "
                    "Valkey wheels have no TLS), and report TLS / plaintext: redis-benchmark's capacity (--tls with "
@@ -80,15 +83,15 @@ def _whole_seconds(ctx, param, value: float) -> int:
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the HTML report.")
 @one_line_failures
 def load(values_files, sets, engine, connections, rate, duration, profile, workers, read_ratio, ttl, keyspace,
-         cache_aside, prefill, forks, capacity, enforce_limits, bench_requests, criteria, compare_tls, state_dir,
-         json_path, report_path) -> None:
+         cache_aside, prefill, forks, capacity, enforce_limits, bench_requests, criteria, target, compare_tls,
+         state_dir, json_path, report_path) -> None:
     """Open-loop load at a fixed arrival rate over held connections; latency from each scheduled start."""
     values = chart.load_values(values_files, sets)
     opts = load_drill.LoadOptions(
         engine=engine, connections=connections, rate=rate, duration=duration, profile=profile, workers=workers,
         read_ratio=read_ratio, ttl=ttl, keyspace=keyspace, cache_aside=cache_aside, prefill=prefill,
         forks=("bgsave", "bgrewriteaof") if forks else (), capacity=capacity, enforce_limits=enforce_limits,
-        bench_requests=bench_requests, criteria=criteria, values=values,
+        bench_requests=bench_requests, criteria=criteria, target=target, values=values,
         state_dir=str(state_dir) if state_dir else None)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn(), TimeRemainingColumn())

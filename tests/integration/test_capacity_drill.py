@@ -126,18 +126,21 @@ def test_capacity_with_limits_enforced(tmp_path: Path, needs_root):
         assert_nothing_left(state / arch)
 
 
-def test_load_drill_goes_through_haproxy(tmp_path: Path, needs_root):
+@pytest.mark.parametrize("target, dialed", [("service", "Service alerthistory-redis 10.96."),
+                                             ("primary", "pod alerthistory-redis-0 10.244.")])
+def test_load_drill_goes_through_haproxy(tmp_path: Path, needs_root, target: str, dialed: str):
     """`drill load --set valkey.architecture=replication`: the generator dials the client Service, HAProxy
-    forwards every held connection to the primary, which counts them (CLIENT LIST, user default)."""
+    forwards every held connection to the primary, which counts them (CLIENT LIST, user default). With
+    `--target primary` it dials the primary's pod address instead: the same release without the HAProxy hop."""
     _tools_or_skip()
     out, state = tmp_path / "load.json", tmp_path / "state"
     proc, result = run_drill(
         ["load", "--engine", "valkey8", "-f", str(_values_file(tmp_path)), "--set", "valkey.architecture=replication",
          "--connections", "500", "--rate", "1000", "--duration", "10", "--no-forks", "--no-capacity",
-         "--criteria", "requirements", "--state-dir", str(state)], out, timeout=600)
+         "--criteria", "requirements", "--target", target, "--state-dir", str(state)], out, timeout=600)
     f = result["figures"]
     assert f["options"]["architecture"] == "replication"
-    assert f["options"]["target"].startswith("Service alerthistory-redis 10.96.")
+    assert f["options"]["target"].startswith(dialed)
     assert f["connections_opened"] == 500 and f["connections_held_min"] >= 500 and f["connections_lost"] == 0
     assert f["errors"] == 0 and f["achieved_rate"] == pytest.approx(1000, rel=0.05)
     assert f["latency_steady"]["p99_ms"] > 0

@@ -67,6 +67,9 @@ class LoadOptions:
     bench_requests: int = 200_000
     criteria: str = "auto"  # "requirements", "goals", or "auto": goals only at the goal profile (criteria_sets)
     scrape_interval: str = "5s"
+    # "service": the client Service, as the application dials it (HAProxy in replication); "primary": the
+    # primary's pod address, the same release without the HAProxy hop (what HAProxy adds to the latency).
+    target: str = "service"
     values: dict = field(default_factory=dict)
     state_dir: str | None = None
 
@@ -456,9 +459,16 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         result.versions["redis-benchmark"] = capacity.benchmark_version() if opts.capacity else None
         # The load goes to the client Service: the server itself in standalone, HAProxy in replication.
         options["architecture"] = stack.full_values["valkey"]["architecture"]
-        options["target"] = f"Service {stack.client_service} {stack.service_host}:{stack.port}"
+        if opts.target == "primary":
+            host = stack.pod_ip
+            options["target"] = f"pod {stack.pod.name} {host}:{stack.port}"
+        else:
+            host = stack.service_host
+            options["target"] = f"Service {stack.client_service} {host}:{stack.port}"
         options["tls"] = stack.tls_enabled
         admin = stack.client("admin")
+        if opts.target == "primary" and admin.info("replication")["role"] != "master":
+            raise RuntimeError(f"--target primary: {stack.pod.name} is not the primary")
         app = stack.client("default", decode_responses=False)
         count = opts.keyspace if opts.prefill is None else opts.prefill
         progress("prefill", 0, 1)
@@ -468,7 +478,7 @@ def run(opts: LoadOptions, progress: Callable[[str, float, float], None] | None 
         baseline = {k: v for k, v in admin.info("all").items() if k in INFO_FIELDS}
 
         sampler = Sampler(lambda: stack.client("admin"), lambda: stack.server_pid)
-        target = loadgen.Target(stack.service_host, stack.port, password=stack.user_password("default"),
+        target = loadgen.Target(host, stack.port, password=stack.user_password("default"),
                                 tls=stack.tls_files)
         hold_start = stages[0].duration
         hold = stages[1].duration if len(stages) > 1 else 0.0
