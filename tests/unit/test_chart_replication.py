@@ -231,6 +231,24 @@ def test_haproxy_routes_only_with_an_exclusive_sentinel_majority(render_chart):
         assert "@auth-hex@" in cfg and "AUTH" not in cfg, "the login is filled in by config-init, from the Secret"
 
 
+@pytest.mark.parametrize("haproxy, nbthread", [
+    ({}, 1),  # the default 1-core limit
+    ({"valkey.haproxy.resources.limits.cpu": "2500m"}, 3),
+    ({"valkey.haproxy.resources.limits.cpu": "250m"}, 1),
+    ({"valkey.haproxy.threads": 4}, 4),
+    ({"valkey.haproxy.resources.limits.cpu": None}, None),  # no limit: HAProxy's own default
+])
+def test_haproxy_threads_follow_its_cpu_limit(render_chart, haproxy, nbthread):
+    cfg = render_chart(with_(BASE, **haproxy)).get("ConfigMap", f"{NAME}-haproxy")["data"]["haproxy.cfg.tpl"]
+    assert re.findall(r"^\s*nbthread (\d+)$", cfg, re.M) == ([str(nbthread)] if nbthread else [])
+
+
+@pytest.mark.parametrize("threads", [-1, 65, "two"])
+def test_haproxy_threads_out_of_range_are_refused(render_chart, threads):
+    with pytest.raises(chart.RenderError, match="threads"):
+        render_chart(with_(BASE, **{"valkey.haproxy.threads": threads}))
+
+
 def test_servicemonitor_scrapes_servers_sentinels_and_haproxy(ha):
     sm = ha.of_kind("ServiceMonitor")[0]["spec"]
     ports = [e["port"] for e in sm["endpoints"]]

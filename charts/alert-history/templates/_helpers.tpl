@@ -159,6 +159,19 @@ redis
 app.kubernetes.io/component: haproxy
 {{- end -}}
 
+{{/* HAProxy's nbthread: valkey.haproxy.threads, else its CPU limit rounded up; empty without either (HAProxy then
+starts one thread per CPU of the node, all throttled together by the pod's quota). */}}
+{{- define "alert-history.haproxy.threads" -}}
+{{- $h := .Values.valkey.haproxy -}}
+{{- $limits := (($h.resources | default dict).limits | default dict) -}}
+{{- if $h.threads -}}
+{{- $h.threads -}}
+{{- else if $limits.cpu -}}
+{{- $m := int64 (include "alert-history.millicores" $limits.cpu) -}}
+{{- max 1 (min 64 (div (add $m 999) 1000)) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Pod selector of the HAProxy Deployment; never change it (Deployment selectors are immutable). */}}
 {{- define "alert-history.haproxy.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "alert-history.name" . }}
