@@ -6,7 +6,9 @@ renewed Secret, swapped in the kubelet's way, reaches new handshakes without a r
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -24,6 +26,7 @@ from helpers.servers import StackServer
 pytestmark = pytest.mark.integration
 
 RELOAD_INTERVAL = 2
+SENTINEL_RESTART_DELAY = 4
 SERVICE_DNS = "alerthistory-redis.default.svc.cluster.local"
 
 
@@ -70,10 +73,13 @@ def mtls_stack(tmp_path_factory):
     assert_nothing_left(stack.state_dir)
 
 
-def peer_certificate(host: str, port: int, ca, server_hostname: str | None = None) -> bytes:
-    """The server certificate (PEM) of a fresh TLS handshake, checked against the CA (and the name, if given)."""
+def peer_certificate(host: str, port: int, ca, server_hostname: str | None = None, client_pair=None) -> bytes:
+    """The server certificate (PEM) of a fresh TLS handshake, checked against the CA (and the name, if given),
+    presenting `client_pair` (cert, key) when given (mutual TLS)."""
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.check_hostname = server_hostname is not None
+    if client_pair:
+        ctx.load_cert_chain(*map(str, client_pair))
     with socket.create_connection((host, port), timeout=5) as sock:
         with ctx.wrap_socket(sock, server_hostname=server_hostname) as tls:
             return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True)).encode()
@@ -119,9 +125,10 @@ def test_the_exporter_scrapes_over_tls(tls_stack):
 def test_the_probes_pass_over_tls(tls_stack):
     """The pod is Ready on probes that can only reach the server over TLS; each probe ran and passed."""
     status = tls_stack.pod.kubelet.status["valkey"]
+    # The liveness probe's first run may still be ahead when the pod is Ready: wait until each probe has run.
+    wait_until(lambda: all(p.runs > 0 for p in status.probes.values()), 60, "each probe of the server to run once")
     assert {kind: p.result for kind, p in status.probes.items()} == {
         "startup": "success", "readiness": "success", "liveness": "success"}
-    assert all(p.runs > 0 for p in status.probes.values())
 
 
 def test_a_probe_names_a_missing_tls_file(tls_stack):
@@ -194,7 +201,9 @@ def tls_replication(tmp_path_factory):
     root_or_skip()
     engine_or_skip("redis7")
     exporter_or_skip()
-    values = {"valkey": {"architecture": "replication", "tls": {"enabled": True, "authClients": "yes"}}}
+    values = {"valkey": {"architecture": "replication", "tls": {
+        "enabled": True, "authClients": "yes", "reloadInterval": RELOAD_INTERVAL,
+        "reloader": {"sentinelRestartDelay": SENTINEL_RESTART_DELAY}}}}
     stack = LocalStack(values=values, engine="redis7", state_dir=tmp_path_factory.mktemp("tls-ha"), monitoring=False)
     try:
         stack.start()
@@ -250,9 +259,15 @@ def test_haproxy_checks_over_tls_and_passes_tls_through(tls_replication):
     haproxy = [p for p in st.cluster.pods.values() if p.plan.owner == "alerthistory-redis-haproxy"]
     assert len(haproxy) == 2
     for pod in haproxy:
-        page = scrape(f"http://{pod.ip}:{st.full_values['valkey']['haproxy']['metricsPort']}/metrics")
-        up = re.findall(r'^haproxy_server_status\{proxy="node_(\d)",server="redis",state="UP"\} 1$', page, re.M)
-        assert len(up) == 1, page[:2000]  # its TLS check sees exactly one primary
+        def servers_up() -> list[str]:
+            page = scrape(f"http://{pod.ip}:{st.full_values['valkey']['haproxy']['metricsPort']}/metrics")
+            return re.findall(r'^haproxy_server_status\{proxy="node_(\d)",server="redis",state="UP"\} 1$', page, re.M)
+        # HAProxy starts every server UP until its first check says otherwise (no route meanwhile: the Sentinel
+        # backends are all UP too, so every node counts as named and none is routed to): wait for the checks.
+        up = wait_until(lambda: (u := servers_up()) and len(u) == 1 and u, 30, "HAProxy's TLS checks to find one "
+                        "primary", interval=0.5)
+        assert up == [p.name[-1] for p in data_pods(st) if st.client("admin", pod=p.name).info("replication")["role"]
+                      == "master"]
     # Through the client Service (HAProxy) to the primary, TLS end to end, the application profile passes.
     replay_application_profile(TlsService(st), 2)
     ctx_pem = peer_certificate(st.service_host, st.port, st.tls_files.ca, server_hostname=SERVICE_DNS)
@@ -298,3 +313,83 @@ def test_the_valkey_engines_refuse_tls_in_one_line(tmp_path):
             stack.start()
         assert "\n" not in str(exc.value)
         assert_nothing_left(tmp_path / engine)
+
+
+def sentinel_serial(st, pod) -> str | None:
+    """The serial of the certificate a new handshake with the pod's Sentinel gets (None: no handshake)."""
+    port = st.full_values["valkey"]["sentinel"]["port"]
+    try:
+        pem = peer_certificate(pod.ip, port, st.tls_files.ca, client_pair=(st.tls_files.cert, st.tls_files.key))
+    except OSError:
+        return None
+    return local_certs.serial_of(pem)
+
+
+def sentinel_restarts(st) -> dict[str, int]:
+    return {p.name: p.snapshot()["containers"]["sentinel"]["restarts"] for p in data_pods(st)}
+
+
+def test_a_renewed_certificate_restarts_each_sentinel_once_and_one_at_a_time(tls_replication):
+    """Sentinel loads its certificate only at start. After a renewal each pod's tls-reloader restarts its own
+    Sentinel, pod n after n x sentinelRestartDelay and only while the others answer: every Sentinel ends on the
+    new certificate, never two of them are down at the same time, and the primary does not change."""
+    st = tls_replication
+    pods = sorted(data_pods(st), key=lambda p: p.name)
+    primary = [p.name for p in pods if st.client("admin", pod=p.name).info("replication")["role"] == "master"]
+    restarts = sentinel_restarts(st)
+    expected = local_certs.serial_of(st.renew_certificate()["tls.crt"])
+    most_down = 0
+
+    def every_sentinel_renewed() -> bool:
+        nonlocal most_down
+        serials = [sentinel_serial(st, p) for p in pods]
+        most_down = max(most_down, serials.count(None))
+        return all(s == expected for s in serials)
+
+    # The slowest is pod 2: one reload interval, 2 x the delay, its own poll; then a Sentinel start.
+    wait_until(every_sentinel_renewed, RELOAD_INTERVAL * 4 + SENTINEL_RESTART_DELAY * 2 + 60,
+               "every Sentinel to serve the renewed certificate", interval=0.05)
+    assert most_down <= 1
+    assert {n: c - restarts[n] for n, c in sentinel_restarts(st).items()} == {p.name: 1 for p in pods}
+    assert [p.name for p in pods if st.client("admin", pod=p.name).info("replication")["role"] == "master"] == primary
+    times = []
+    for pod in pods:
+        log = st.log_path("tls-reloader", pod=pod.name).read_text()
+        [line] = [ln for ln in log.splitlines() if "restarting the Sentinel for the renewed certificate" in ln]
+        times.append(line.split()[0])
+    assert times == sorted(times), times  # in the order of the ordinals
+
+
+def test_a_sentinel_restart_waits_while_another_sentinel_does_not_answer(tls_replication):
+    """Pod 1's Sentinel is stopped (SIGSTOP: its port accepts, nothing answers) during a renewal: pod 0's reloader
+    keeps its Sentinel up, on the old certificate, until pod 1's answers again; then every Sentinel renews."""
+    st = tls_replication
+    pods = sorted(data_pods(st), key=lambda p: p.name)
+    before = sentinel_serial(st, pods[0])
+    stopped = pods[1].snapshot()["containers"]["sentinel"]["pid"]
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        expected = local_certs.serial_of(st.renew_certificate()["tls.crt"])
+        log = st.log_path("tls-reloader", pod=pods[0].name)
+        wait_until(lambda: f"the Sentinel restart waits: the Sentinel of {pods[1].name}." in log.read_text(),
+                   RELOAD_INTERVAL * 4 + 30, "pod 0's reloader to wait for pod 1's Sentinel")
+        assert sentinel_serial(st, pods[0]) == before != expected
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    wait_until(lambda: all(sentinel_serial(st, p) == expected for p in pods),
+               RELOAD_INTERVAL * 4 + SENTINEL_RESTART_DELAY * 2 + 60, "every Sentinel on the renewed certificate",
+               interval=0.2)
+
+
+def test_the_reloaders_sentinel_user_may_only_ping_read_and_shut_down(tls_replication):
+    st = tls_replication
+    pod = sorted(data_pods(st), key=lambda p: p.name)[0]
+    password = (pod.volumes.paths["reloader-run"] / "sentinel-password").read_text()
+    sentinel = redis.Redis(host=pod.ip, port=st.full_values["valkey"]["sentinel"]["port"], username="tls-reloader",
+                           password=password, socket_timeout=5, decode_responses=True, **st.tls_files.redis_kwargs())
+    assert sentinel.ping() is True
+    assert sentinel.sentinel_master(st.full_values["valkey"]["sentinel"]["masterSet"])["flags"] == "master"
+    for command in (["SENTINEL", "FAILOVER", "alerthistory"], ["SENTINEL", "SET", "alerthistory", "quorum", "1"],
+                    ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "alerthistory"], ["INFO"]):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            sentinel.execute_command(*command)

@@ -3,7 +3,8 @@
 The rule files are generated from fresh renders on every run and written next to copies of the test files
 under the fixed names the tests load, so the tests cannot drift from the chart: RULE_FILE from values.yaml
 (standalone, the default), REPLICATION_RULE_FILE from values-replication.yaml (the replication alerts
-render only there) and TLS_RULE_FILE from values-tls.yaml (the certificate alerts need TLS and its Probe).
+render only there), TLS_RULE_FILE from values-tls.yaml (the certificate alerts need TLS and its Probe) and
+TLS_REPLICATION_RULE_FILE from values-tls-replication.yaml (the Probe dials each Sentinel's port too).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ RULES_DIR = Path(__file__).resolve().parent
 RULE_FILE = "alert-history-rules.yaml"
 REPLICATION_RULE_FILE = "alert-history-rules-replication.yaml"
 TLS_RULE_FILE = "alert-history-rules-tls.yaml"
+TLS_REPLICATION_RULE_FILE = "alert-history-rules-tls-replication.yaml"
 VALUES_OF = {RULE_FILE: "values.yaml", REPLICATION_RULE_FILE: "values-replication.yaml",
-             TLS_RULE_FILE: "values-tls.yaml"}
+             TLS_RULE_FILE: "values-tls.yaml", TLS_REPLICATION_RULE_FILE: "values-tls-replication.yaml"}
 RELEASE = "alerthistory"
 NAMESPACE = "cache"
 TEST_FILES = sorted(RULES_DIR.glob("*.test.yaml"))
@@ -226,7 +228,8 @@ def test_pitfall_cases_exist():
 
 def test_every_test_file_matches_an_alert(rules):
     """RedisDown.test.yaml tests RedisDown: a renamed alert cannot leave its tests behind."""
-    names = set(alerts(rules)) | {"selectors", "records", "replication-selectors", "replication-records"}
+    names = set(alerts(rules)) | {"selectors", "records", "replication-selectors", "replication-records",
+                                  "tls-replication"}
     for f in TEST_FILES:
         assert f.name.removesuffix(".test.yaml") in names, f.name
 

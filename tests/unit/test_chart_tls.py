@@ -139,6 +139,45 @@ def test_the_reloader_sees_the_admin_password_and_nothing_else_of_the_secret(ren
     assert not any("valueFrom" in e for e in reloader["env"])  # no password in its environment
 
 
+def sentinel_users(manifests) -> list[str]:
+    [cm] = [c for c in manifests.of_kind("ConfigMap") if "sentinel-users.acl.tpl" in c["data"]]
+    return cm["data"]["sentinel-users.acl.tpl"].splitlines()
+
+
+def test_the_reloader_restarts_sentinel_as_a_user_that_may_do_little_else(render_chart):
+    """Sentinel loads its certificate only at start: with replication the reloader restarts it, staggered by
+    ordinal, logging in as a Sentinel user with a pod-local password that config-init writes to their own volume."""
+    m = render_chart(with_(REPLICATION, **{"valkey.image": {"repository": "redis", "tag": "7.0"},
+                                           "valkey.tls.reloader.sentinelRestartDelay": 45}))
+    reloader = container(m, "tls-reloader")
+    e = env(reloader)
+    assert e["TLS_SENTINEL_RESTART_DELAY"] == "45" and e["TLS_SENTINEL_USER"] == "tls-reloader"
+    assert e["TLS_SENTINEL_PASSWORD_FILE"] == "/run/tls-reloader/sentinel-password"
+    assert e["HA_NODES"].split()[0].startswith("alerthistory-redis-0.") and len(e["HA_NODES"].split()) == 3
+    assert e["TLS_SENTINEL_GENERATION_FILE"] == env(container(m, "sentinel"))["HA_TLS_GENERATION_FILE"]
+    assert "HA_SENTINEL_PASSWORD_FILE" not in e  # never the Sentinel user's password
+    assert {v["name"] for v in reloader["volumeMounts"]} == {"scripts", "tls", "tls-admin", "reloader-run"}
+    readers = {c["name"] for c in pod_spec(m)["containers"] + pod_spec(m)["initContainers"]
+               if any(v["name"] == "reloader-run" for v in c["volumeMounts"])}
+    assert readers == {"config-init", "sentinel", "tls-reloader"}
+    [vol] = [v for v in pod_spec(m)["volumes"] if v["name"] == "reloader-run"]
+    assert vol["emptyDir"]["medium"] == "Memory"
+    assert env(pod_spec(m)["initContainers"][0])["RELOADER_RUN_DIR"] == "/run/tls-reloader"
+    [user] = [u for u in sentinel_users(m) if u.startswith("user tls-reloader ")]
+    assert user.endswith("on @reloader@ resetkeys resetchannels -@all +ping +shutdown +sentinel|master")
+
+
+@pytest.mark.parametrize("overrides", [
+    {"valkey.image": {"repository": "valkey/valkey", "tag": "9.1"}},  # reloads by itself: no reloader
+    {"valkey.tls.enabled": False},
+])
+def test_no_sentinel_restart_user_without_the_reloader(render_chart, overrides):
+    m = render_chart(with_(REPLICATION, **overrides))
+    assert not [u for u in sentinel_users(m) if "tls-reloader" in u]
+    assert "reloader-run" not in {v["name"] for v in pod_spec(m)["volumes"]}
+    assert "RELOADER_RUN_DIR" not in env(pod_spec(m)["initContainers"][0])
+
+
 def test_the_certificate_names_every_address_a_client_dials(render_chart):
     values = with_(REPLICATION, **{"valkey.tls.certManager.issuerRef": {"name": "ca", "kind": "ClusterIssuer",
                                                                           "group": "cert-manager.io"}})
@@ -272,8 +311,11 @@ def test_the_probe_dials_each_data_pod_by_the_name_its_certificate_carries(rende
                               "path": "/probe"}
     assert spec["module"] == "redis_tls" and spec["jobName"] == "alerthistory-redis-tls"
     targets = spec["targets"]["staticConfig"]["static"]
-    assert targets == [f"alerthistory-redis-{i}.alerthistory-redis-headless.default.svc.cluster.local:6379"
-                       for i in range(3)]
+    # Each server and, with replication, each Sentinel: Sentinel loads its certificate only at start.
+    assert targets == [f"alerthistory-redis-{i}.alerthistory-redis-headless.default.svc.cluster.local:{port}"
+                       for i in range(3) for port in (6379, 26379)]
+    assert {"sourceLabels": ["__param_target"], "regex": ".*:([0-9]+)", "targetLabel": "port",
+            "replacement": "${1}"} in spec["targets"]["staticConfig"]["relabelingConfigs"]
     # Every target is a name the Certificate lists (with cert-manager), so the handshake checks it.
     certificate = render_chart(with_(PROBE, **{"valkey.architecture": "replication", "valkey.replicas": 3,
                                                "valkey.tls.existingSecret": "",
@@ -283,10 +325,20 @@ def test_the_probe_dials_each_data_pod_by_the_name_its_certificate_carries(rende
     assert TLS_ALERTS <= set(rules)
     assert rules["RedisTLSCertificateExpiringSoon"]["expr"] == (
         '(probe_ssl_earliest_cert_expiry{job="alerthistory-redis-tls",namespace="default"} - time()) / 86400 < 14')
-    # No result for a pod is a failure too: one absent() per data pod, naming it.
+    # No result for a target is a failure too: one absent() per data pod and port, naming both.
     failing = rules["RedisTLSProbeFailing"]["expr"]
-    assert [f'absent(probe_success{{job="alerthistory-redis-tls",namespace="default",pod="alerthistory-redis-{i}"}})'
-            in failing for i in range(3)] == [True] * 3
+    assert failing.count("absent(") == 6
+    assert [f'absent(probe_success{{job="alerthistory-redis-tls",namespace="default",pod="alerthistory-redis-{i}",'
+            f'port="{port}"}})' in failing for i in range(3) for port in (6379, 26379)] == [True] * 6
+
+
+def test_without_replication_the_probe_dials_the_server_port_only(render_chart):
+    m = render_chart(PROBE)
+    [probe] = m.of_kind("Probe")
+    assert probe["spec"]["targets"]["staticConfig"]["static"] == [
+        "alerthistory-redis-0.alerthistory-redis-headless.default.svc.cluster.local:6379"]
+    assert 'absent(probe_success{job="alerthistory-redis-tls",namespace="default",pod="alerthistory-redis-0"})' in (
+        alert_rules(m)["RedisTLSProbeFailing"]["expr"])
 
 
 def test_the_threshold_follows_values(render_chart):

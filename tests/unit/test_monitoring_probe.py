@@ -29,9 +29,11 @@ def test_the_probe_becomes_the_operators_job_against_the_local_prober(tmp_path):
     rules = job["relabel_configs"]
     assert {"target_label": "job", "replacement": "alerthistory-redis-tls"} in rules
     assert {"target_label": "__address__", "replacement": "127.0.0.1:19115"} in rules
-    # The Probe's own relabeling (the pod label) comes after the operator's.
-    assert rules[-1] == {"source_labels": ["__param_target"], "regex": "([^.]+)\\..*", "target_label": "pod",
-                         "replacement": "${1}"}
+    # The Probe's own relabelings (the pod and port labels) come after the operator's.
+    assert rules[-2:] == [{"source_labels": ["__param_target"], "regex": "([^.]+)\\..*", "target_label": "pod",
+                           "replacement": "${1}"},
+                          {"source_labels": ["__param_target"], "regex": ".*:([0-9]+)", "target_label": "port",
+                           "replacement": "${1}"}]
     assert monitoring.blackbox_config() == {"modules": {"m1": {"prober": "tcp", "tcp": {
         "preferred_ip_protocol": "ip4", "tls": True,
         "tls_config": {"ca_file": "/ca.crt", "cert_file": "/c.crt", "key_file": "/c.key"}}}}}

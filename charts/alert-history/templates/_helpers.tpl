@@ -203,18 +203,24 @@ app.kubernetes.io/component: haproxy
 {{/* The environment the HA scripts share in the server and Sentinel containers (docs/ha-design.md). */}}
 {{- define "alert-history.redis.haEnv" -}}
 {{- $v := .Values.valkey -}}
-- name: HA_NODES
-  value: {{ include "alert-history.redis.nodes" . | quote }}
-- name: SENTINEL_PORT
-  value: {{ $v.sentinel.port | quote }}
-- name: HA_MASTER_SET
-  value: {{ $v.sentinel.masterSet | quote }}
+{{ include "alert-history.redis.haNodesEnv" . }}
 - name: HA_SENTINEL_USER
   value: {{ $v.acl.sentinelUser | quote }}
 - name: HA_SENTINEL_PASSWORD_FILE
   value: {{ printf "/etc/valkey-secret/%s" $v.password.sentinelSecretKey | quote }}
 - name: HA_BOOTSTRAP_TIMEOUT
   value: {{ $v.replication.bootstrapTimeout | quote }}
+{{- end -}}
+
+{{/* Where the data pods' Sentinels are, without any password: for the tls-reloader too. */}}
+{{- define "alert-history.redis.haNodesEnv" -}}
+{{- $v := .Values.valkey -}}
+- name: HA_NODES
+  value: {{ include "alert-history.redis.nodes" . | quote }}
+- name: SENTINEL_PORT
+  value: {{ $v.sentinel.port | quote }}
+- name: HA_MASTER_SET
+  value: {{ $v.sentinel.masterSet | quote }}
 {{- end -}}
 
 {{- define "alert-history.redis.configName" -}}

@@ -16,7 +16,9 @@
 # HA_SENTINEL_EXTRA_USERS (a file of further `user` lines with password hashes, written by config-init: the
 # read-only users of HAProxy and the exporter; optional). With valkey.tls: HA_TLS_CERT_FILE, HA_TLS_KEY_FILE,
 # HA_TLS_AUTH_CLIENTS and VALKEY_TLS_CA_FILE make the Sentinel port TLS only, and its links to the servers and
-# the other Sentinels TLS too (tls-replication).
+# the other Sentinels TLS too (tls-replication). HA_TLS_GENERATION_FILE: where to note which generation of the
+# TLS Secret (its ..data link) this start reads, so the tls-reloader can tell when this Sentinel, which never
+# reloads a certificate, needs a restart.
 set -eu
 . "$(dirname "$0")/ha-common.sh"
 
@@ -111,6 +113,9 @@ fi
   echo "sentinel parallel-syncs $master_set $parallel_syncs"
 } > "$conf.new"
 mv "$conf.new" "$conf"
+if [ -n "${HA_TLS_GENERATION_FILE:-}" ]; then
+  readlink "$(dirname "$HA_TLS_CERT_FILE")/..data" > "$HA_TLS_GENERATION_FILE" 2> /dev/null || echo none > "$HA_TLS_GENERATION_FILE"
+fi
 log "monitoring $primary:$server_port as '$master_set' (quorum $quorum): $reason"
 
 if [ "$#" -gt 0 ]; then

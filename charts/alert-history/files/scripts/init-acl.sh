@@ -5,6 +5,8 @@
 # For rotation, a Secret key <key>-next adds a second accepted password to the user of <key>.
 # With replication, SENTINEL_ACL_TEMPLATE (the Sentinels' extra users) is written the same way to
 # $RUN_DIR/sentinel-users.acl, and EXPORTER_SENTINEL_ADDR gets the Sentinel exporter's password file.
+# RELOADER_RUN_DIR (replication with TLS on Redis 7 / Valkey 8.1): the tls-reloader's memory-backed volume gets a
+# pod-local password of its own, for the Sentinel user that may restart this pod's Sentinel (@reloader@).
 set -eu
 umask 077
 secret_dir=${SECRET_DIR:-/etc/valkey-secret}
@@ -17,11 +19,20 @@ sha256_of_stdin() {
   printf '%s' "$1"
 }
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run_dir/probe-password"
-probe_hash=$(sha256_of_stdin < "$run_dir/probe-password")
+# A random password into file $1; prints its hash.
+random_password() {
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$1"
+  sha256_of_stdin < "$1"
+}
+
+probe_hash=$(random_password "$run_dir/probe-password")
+reloader_hash=""
+if [ -n "${RELOADER_RUN_DIR:-}" ]; then
+  reloader_hash=$(random_password "$RELOADER_RUN_DIR/sentinel-password")
+fi
 
 # Copies an ACL template ($1) to $2, each @secret:<key>@ replaced by the hash of that Secret key (and of
-# <key>-next when present), each @probe@ by the probe password's hash.
+# <key>-next when present), each @probe@ by the probe password's hash, each @reloader@ by the reloader's.
 render_acl() {
   while IFS= read -r line || [ -n "$line" ]; do
     out=""
@@ -45,6 +56,14 @@ render_acl() {
         *@probe@*)
           out="$out${line%%@probe@*}#$probe_hash"
           line=${line#*@probe@}
+          ;;
+        *@reloader@*)
+          [ -n "$reloader_hash" ] || {
+            echo "config-init: $1 names @reloader@ but RELOADER_RUN_DIR is not set" >&2
+            exit 1
+          }
+          out="$out${line%%@reloader@*}#$reloader_hash"
+          line=${line#*@reloader@}
           ;;
         *) break ;;
       esac

@@ -153,6 +153,12 @@ valkey.tls.plaintextPort: {{ $t.plaintextPort }} is set but valkey.tls.enabled i
 
 {{/* The Probe's job label and its PromQL label matchers (the Probe's targets carry its namespace). */}}
 {{- define "alert-history.tls.probeJob" -}}{{ include "alert-history.redis.fullname" . }}-tls{{- end -}}
+{{/* The ports the expiry Probe dials on each data pod, space-separated: the server's, and with replication the Sentinel's. */}}
+{{- define "alert-history.tls.probePorts" -}}
+{{- $v := .Values.valkey -}}
+{{- $v.service.port }}{{ if include "alert-history.redis.replication" . }} {{ $v.sentinel.port }}{{ end -}}
+{{- end -}}
+
 {{- define "alert-history.tls.probeSelector" -}}
 {{- printf "job=%q,namespace=%q" (include "alert-history.tls.probeJob" .) .Release.Namespace -}}
 {{- end -}}
