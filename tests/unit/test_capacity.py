@@ -90,7 +90,7 @@ def test_tree_cpu_counts_a_process_and_its_children():
     burn = ("import os, sys, time\n"
             "pid = os.fork()\n"
             "if pid == 0:\n"
-            "    while time.process_time() < 0.3: pass\n"
+            "    while time.process_time() < 0.35: pass\n"
             "    os._exit(0)\n"
             "print('forked', flush=True)\n"
             "sys.stdin.readline()\n"
