@@ -26,6 +26,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import port_for
@@ -332,6 +334,15 @@ def test_rendered_pods_replicate_and_sentinels_boot(release: Release) -> None:
     assert release.denials() == []
 
 
+def started_status(release: Release) -> tuple[int, str]:
+    """HAProxy's /started (the startup probe's URI): its status and body."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{release.haproxy_metrics}/started", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+
+
 @pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (scripts/setup.sh installs it)")
 @pytest.mark.parametrize("engine", ["valkey8"], indirect=True)
 def test_rendered_haproxy_routes_to_the_one_primary(release: Release) -> None:
@@ -349,6 +360,7 @@ def test_rendered_haproxy_routes_to_the_one_primary(release: Release) -> None:
                "HAProxy listening", ignore=(OSError,))
     with pytest.raises(ERRORS), release.via_haproxy() as app:
         app.ping()
+    assert started_status(release) == (503, "no primary found yet")  # the startup probe: not started yet
 
     release.start_pods()
     primary = release.wait_complete()
@@ -358,6 +370,7 @@ def test_rendered_haproxy_routes_to_the_one_primary(release: Release) -> None:
             return app.info("replication")["role"]
 
     wait_until(lambda: role_via_haproxy() == "master", 20, "HAProxy routing to the primary", ignore=ERRORS)
+    assert started_status(release) == (200, "routing to a primary")
     with release.server(primary) as s:
         primary_run_id = s.info("server")["run_id"]
     for _ in range(20):  # every new connection lands on the primary

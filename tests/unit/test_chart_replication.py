@@ -231,6 +231,21 @@ def test_haproxy_routes_only_with_an_exclusive_sentinel_majority(render_chart):
         assert "@auth-hex@" in cfg and "AUTH" not in cfg, "the login is filled in by config-init, from the Secret"
 
 
+def test_a_new_haproxy_pod_starts_only_once_it_routes_to_a_primary(render_chart):
+    """/started answers 200 under the same rule that picks the backend (the real HAProxy runs it in
+    tests/integration/test_chart_ha_configs.py); the startup probe asks it once a second for startupTimeout."""
+    m = render_chart(with_(BASE, **{"valkey.haproxy.startupTimeout": 90}))
+    cfg = m.get("ConfigMap", f"{NAME}-haproxy")["data"]["haproxy.cfg.tpl"]
+    routes = [cond for _, cond in re.findall(r"^\s*use_backend (node_\d+) if (.+)$", cfg, re.M)]
+    [started] = re.findall(r'^\s*http-request return status 200 .* if (.+)$', cfg, re.M)
+    assert started.split(" || ") == [f"{{ path /started }} {route}" for route in routes]
+    metrics = cfg.split("frontend metrics\n")[1].split("\nfrontend ")[0]
+    assert 'http-request return status 503 content-type text/plain string "no primary found yet" if { path /started }' in metrics
+    probe = containers(m, "Deployment", f"{NAME}-haproxy")["haproxy"]["startupProbe"]
+    assert probe == {"httpGet": {"path": "/started", "port": "metrics"}, "periodSeconds": 1, "timeoutSeconds": 2,
+                     "failureThreshold": 90}
+
+
 @pytest.mark.parametrize("haproxy, nbthread", [
     ({}, 1),  # the default 1-core limit
     ({"valkey.haproxy.resources.limits.cpu": "2500m"}, 3),
