@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 
+import port_for
 import pytest
 import redis
 
@@ -313,6 +314,31 @@ def test_the_valkey_engines_refuse_tls_in_one_line(tmp_path):
             stack.start()
         assert "\n" not in str(exc.value)
         assert_nothing_left(tmp_path / engine)
+
+
+@pytest.mark.parametrize("engine_name, accepted", [("valkey9", True), ("valkey8", False), ("redis7", False)])
+def test_only_valkey_9_1_sentinel_takes_tls_auto_reload_interval(tmp_path, engine_name, accepted):
+    """ha-sentinel.sh writes tls-auto-reload-interval into the Sentinel config on Valkey 9.1 only (the chart sets
+    HA_TLS_AUTO_RELOAD_INTERVAL there): the 9.1 Sentinel starts with it, older engines refuse the directive.
+    Whether it then reloads in Sentinel mode needs a TLS build, which the Valkey wheels are not."""
+    engine = engine_or_skip(engine_name)
+    port = port_for.select_random()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\ntls-auto-reload-interval 60\n"
+                    "sentinel monitor m 127.0.0.1 1 1\n")
+    proc = subprocess.Popen([str(engine.server_path), str(conf), "--sentinel"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        if accepted:
+            client = redis.Redis(port=port, socket_timeout=2)
+            assert wait_until(lambda: client.ping(), 15, "the Sentinel to answer", ignore=(redis.ConnectionError,))
+            assert client.execute_command("SENTINEL", "MASTERS")
+        else:
+            assert proc.wait(15) != 0
+            assert "tls-auto-reload-interval" in proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def sentinel_serial(st, pod) -> str | None:

@@ -167,6 +167,16 @@ def test_the_reloader_restarts_sentinel_as_a_user_that_may_do_little_else(render
     assert user.endswith("on @reloader@ resetkeys resetchannels -@all +ping +shutdown +sentinel|master")
 
 
+@pytest.mark.parametrize("image, interval", [
+    ({"repository": "valkey/valkey", "tag": "9.1"}, "45"),
+    ({"repository": "valkey/valkey", "tag": "8.1"}, None),  # refuses the directive: the reloader restarts it
+    ({"repository": "redis", "tag": "7.0"}, None),
+])
+def test_a_valkey_9_1_sentinel_reloads_its_certificate_by_itself(render_chart, image, interval):
+    m = render_chart(with_(REPLICATION, **{"valkey.image": image, "valkey.tls.reloadInterval": 45}))
+    assert env(container(m, "sentinel")).get("HA_TLS_AUTO_RELOAD_INTERVAL") == interval
+
+
 @pytest.mark.parametrize("overrides", [
     {"valkey.image": {"repository": "valkey/valkey", "tag": "9.1"}},  # reloads by itself: no reloader
     {"valkey.tls.enabled": False},

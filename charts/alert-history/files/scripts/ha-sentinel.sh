@@ -16,7 +16,8 @@
 # HA_SENTINEL_EXTRA_USERS (a file of further `user` lines with password hashes, written by config-init: the
 # read-only users of HAProxy and the exporter; optional). With valkey.tls: HA_TLS_CERT_FILE, HA_TLS_KEY_FILE,
 # HA_TLS_AUTH_CLIENTS and VALKEY_TLS_CA_FILE make the Sentinel port TLS only, and its links to the servers and
-# the other Sentinels TLS too (tls-replication). HA_TLS_GENERATION_FILE: where to note which generation of the
+# the other Sentinels TLS too (tls-replication); HA_TLS_AUTO_RELOAD_INTERVAL (Valkey 9.1+) its
+# tls-auto-reload-interval. HA_TLS_GENERATION_FILE: where to note which generation of the
 # TLS Secret (its ..data link) this start reads, so the tls-reloader can tell when this Sentinel, which never
 # reloads a certificate, needs a restart.
 set -eu
@@ -84,6 +85,10 @@ fi
     echo "tls-key-file $HA_TLS_KEY_FILE"
     echo "tls-ca-cert-file $VALKEY_TLS_CA_FILE"
     echo "tls-auth-clients ${HA_TLS_AUTH_CLIENTS:-no}"
+    # Valkey 9.1+ only (older engines refuse the directive): reload renewed files without a restart.
+    if [ -n "${HA_TLS_AUTO_RELOAD_INTERVAL:-}" ]; then
+      echo "tls-auto-reload-interval $HA_TLS_AUTO_RELOAD_INTERVAL"
+    fi
     # Sentinel's own links (to the servers and the other Sentinels) speak TLS too.
     echo "tls-replication yes"
   else
