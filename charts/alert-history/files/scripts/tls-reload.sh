@@ -75,7 +75,16 @@ apply() {
 
 sentinel_port=${SENTINEL_PORT:-26379}
 restart_delay=${TLS_SENTINEL_RESTART_DELAY:-30}
-ordinal=${HA_ORDINAL:-${HOSTNAME##*-}}
+host=${HOSTNAME:-}
+ordinal=${HA_ORDINAL:-${host##*-}}
+if [ -n "$sentinel_file" ]; then
+  case "$ordinal" in
+    '' | *[!0-9]*)
+      log "pod ordinal '$ordinal' is not a number (set HA_ORDINAL or a HOSTNAME ending in -<n>)"
+      exit 1
+      ;;
+  esac
+fi
 stale_since=""
 
 local_sentinel() {
