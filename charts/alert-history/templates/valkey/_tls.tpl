@@ -153,6 +153,12 @@ valkey.tls.plaintextPort: {{ $t.plaintextPort }} is set but valkey.tls.enabled i
 
 {{/* The Probe's job label and its PromQL label matchers (the Probe's targets carry its namespace). */}}
 {{- define "alert-history.tls.probeJob" -}}{{ include "alert-history.redis.fullname" . }}-tls{{- end -}}
+{{/* True when the tls-reloader restarts the pods' Sentinels after a renewal: replication with TLS on an engine whose
+Sentinel never reloads a certificate (the statefulset's volumes and env, and the Sentinel user in configmap.yaml). */}}
+{{- define "alert-history.tls.sentinelRestart" -}}
+{{- if and (include "alert-history.redis.replication" .) (include "alert-history.tls.enabled" .) (not (include "alert-history.tls.builtinReload" .)) -}}true{{- end -}}
+{{- end -}}
+
 {{/* The ports the expiry Probe dials on each data pod, space-separated: the server's, and with replication the Sentinel's. */}}
 {{- define "alert-history.tls.probePorts" -}}
 {{- $v := .Values.valkey -}}
